@@ -1,0 +1,16 @@
+# FQN W4A4 fine-tuning of faster_rcnn_r18_tiny_fp32.py on the generated reference dataset.
+#   python tools/train.py configs/synthetic/faster_rcnn_r18_tiny_fp32.py   # full precision first
+#   python tools/train.py configs/synthetic/faster_rcnn_r18_tiny_int4.py \
+#       --cfg-options load_from=work_dirs/faster_rcnn_r18_tiny_fp32/epoch_12.pth
+_base_ = ['./faster_rcnn_r18_tiny_fp32.py', '../_base_/fqn_w4a4.py']
+
+model = dict(_delete_=True, type='QuantizedDetector', detector={{_base_.model}}, quant_cfg={{_base_.quant_cfg}})
+
+train_cfg = dict(max_epochs=2, val_interval=1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', begin=0, end=2, by_epoch=True, milestones=[1], gamma=0.1),
+]
+optim_wrapper = dict(optimizer=dict(lr=0.002))
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2))
+load_from = 'work_dirs/faster_rcnn_r18_tiny_fp32/epoch_12.pth'

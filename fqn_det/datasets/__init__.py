@@ -1,0 +1,4 @@
+"""Dataset utilities for fqn_det (synthetic COCO-format data generation)."""
+from .synthetic import DEFAULT_CLASSES, generate_synthetic_coco
+
+__all__ = ['DEFAULT_CLASSES', 'generate_synthetic_coco']

@@ -1,0 +1,3 @@
+from .fqn_calibration_hook import FQNCalibrationHook, calibrate
+
+__all__ = ['FQNCalibrationHook', 'calibrate']

@@ -1,0 +1,114 @@
+"""FQN calibration before quantization-aware fine-tuning starts."""
+from __future__ import annotations
+
+import json
+import os.path as osp
+import time
+import warnings
+from typing import Optional
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.utils import ProgressBar
+from mmdet.registry import HOOKS
+
+from ...quant import iter_act_quantizers, start_calibration
+from ...quant.calibration import abort_calibration, finish_calibration
+
+
+@HOOKS.register_module()
+class FQNCalibrationHook(Hook):
+    """Calibrate activation ranges on n training batches (FQN sec. 3.3).
+
+    Before training, runs ``n`` batches of the (shuffled) training loader
+    through the model in eval mode without gradients, collecting a histogram
+    per activation quantizer, and sets each range to the ``[1 - gamma, gamma]``
+    percentiles. Afterwards ranges follow the EMA during training. A model that
+    is already calibrated (e.g. resumed) is left alone.
+
+    Args:
+        num_batches (int, optional): n; defaults to the model's
+            ``quant_cfg.calib.num_batches`` (20).
+        gamma (float, optional): Percentile; defaults to ``quant_cfg.calib.gamma``.
+        save_ranges (bool): Write ``calibration_ranges.json`` to the work dir.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, num_batches: Optional[int] = None, gamma: Optional[float] = None,
+                 save_ranges: bool = True) -> None:
+        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
+                                        or num_batches < 1):
+            raise ValueError(f'FQNCalibrationHook num_batches must be an integer >= 1, got {num_batches!r}')
+        if gamma is not None and not 0.5 < gamma <= 1.0:
+            raise ValueError(f'FQNCalibrationHook gamma must be in (0.5, 1], got {gamma!r}')
+        self.num_batches = num_batches
+        self.gamma = gamma
+        self.save_ranges = save_ranges
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, 'quant_config') or not hasattr(model, 'calibrated'):
+            raise TypeError(f'FQNCalibrationHook needs a QuantizedDetector model, got {type(model).__name__}')
+        if bool(model.calibrated):
+            runner.logger.info('FQN calibration: model already calibrated (resumed or loaded); skipped')
+            return
+        n = self.num_batches or model.quant_config.calib_batches
+        gamma = self.gamma if self.gamma is not None else model.quant_config.gamma
+        calibrate(runner.model, model, runner.train_dataloader, n, gamma, runner.logger)
+        if self.save_ranges and is_main_process():
+            ranges = {name: dict(min=float(q.min_val), max=float(q.max_val), scale=float(q.scale),
+                                 zero_point=int(q.zero_point), bits=q.scheme.bits)
+                      for name, q in iter_act_quantizers(model.detector) if q.initialized}
+            with open(osp.join(runner.work_dir, 'calibration_ranges.json'), 'w') as f:
+                json.dump(ranges, f, indent=1)
+
+
+def calibrate(runner_model, model, dataloader, n: int, gamma: float, logger=None) -> int:
+    """Run FQN calibration; returns the number of batches used.
+
+    Args:
+        runner_model: The model to call (possibly DDP-wrapped).
+        model: The unwrapped :class:`QuantizedDetector`.
+        dataloader: Training dataloader (shuffled).
+        n (int): Batches to use.
+        gamma (float): Percentile.
+        logger: Optional logger.
+    """
+    was_training = model.training
+    model.eval()
+    num_q = start_calibration(model.detector)
+    bar = ProgressBar(n) if is_main_process() else None
+    used = 0
+    t0 = time.time()
+    try:
+        with torch.no_grad():
+            it = iter(dataloader)
+            for _ in range(n):
+                try:
+                    data = next(it)
+                except StopIteration:
+                    break
+                data = model.data_preprocessor(data, False)
+                runner_model(**data, mode='tensor')
+                used += 1
+                if bar is not None:
+                    bar.update()
+        if used == 0:
+            raise RuntimeError('FQN calibration got no batch: the training dataloader is empty')
+        if used < n:
+            warnings.warn(f'FQN calibration asked for {n} batches but the training dataloader has '
+                          f'only {used}; calibrating on {used}')
+        finish_calibration(model.detector, gamma)
+    except BaseException:
+        abort_calibration(model.detector)
+        raise
+    finally:
+        model.train(was_training)
+    model.calibrated.fill_(1)
+    if logger is not None:
+        logger.info(f'FQN calibration: {num_q} activation ranges from {used} batches '
+                    f'(gamma={gamma}) in {time.time() - t0:.1f}s')
+    return used

@@ -1,0 +1,3 @@
+from .quantized_detector import CheckpointMismatchError, QuantizedDetector
+
+__all__ = ['QuantizedDetector', 'CheckpointMismatchError']

@@ -1,0 +1,93 @@
+"""Builds quantized layers from float ones under one :class:`QuantConfig`.
+
+Every quantized module is named by its path in the float detector (e.g.
+``backbone.layer1.0.conv1``), which is what per-module precision overrides
+match against.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import List, Optional, Type, TypeVar
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..quant import ActQuantizer, QuantConfig, WeightQuantizer
+from .qconv import QAdd, QConv2d, QLinear
+
+M = TypeVar('M', bound=nn.Module)
+
+
+class UnsupportedModuleError(TypeError):
+    """A module the converter has no quantized counterpart for."""
+
+    def __init__(self, path: str, module: nn.Module, why: str = '') -> None:
+        self.path, self.module_type = path, type(module).__name__
+        msg = f'cannot quantize module {path or "<root>"!r} of type {type(module).__module__}.' \
+              f'{type(module).__name__}'
+        super().__init__(msg + (f': {why}' if why else ''))
+
+
+def clone_as(module: nn.Module, cls: Type[M]) -> M:
+    """A ``cls`` instance sharing ``module``'s attributes, parameters and buffers.
+
+    Only the child-module table is copied, so children can be swapped for
+    quantized ones while ``module`` itself (the float model) stays intact and
+    keeps referencing the very same parameter and buffer tensors.
+    """
+    new = cls.__new__(cls)
+    new.__dict__.update(module.__dict__)
+    new._modules = OrderedDict(module._modules)
+    return new
+
+
+class QBuilder:
+    """Creates quantizers and quantized layers for module paths."""
+
+    def __init__(self, cfg: QuantConfig) -> None:
+        self.cfg = cfg
+
+    def act(self, name: str, sites: int = 1) -> List[ActQuantizer]:
+        scheme = self.cfg.act_scheme(name)
+        kw = self.cfg.act_kwargs()
+        return [ActQuantizer(scheme, name=name if sites == 1 else f'{name}[site {i}]', **kw)
+                for i in range(sites)]
+
+    def weight(self, name: str, out_channels: int) -> WeightQuantizer:
+        return WeightQuantizer(self.cfg.weight_scheme(name), out_channels)
+
+    def conv(self, conv: nn.Module, bn: Optional[nn.Module], relu: bool, name: str,
+             sites: int = 1) -> QConv2d:
+        if type(conv) is not nn.Conv2d:
+            raise UnsupportedModuleError(name, conv, 'only plain nn.Conv2d convolutions are supported')
+        if bn is not None and not isinstance(bn, _BatchNorm):
+            raise UnsupportedModuleError(name, bn, 'only BatchNorm can be folded into a conv')
+        return QConv2d(conv, bn, relu, self.weight(name, conv.out_channels), self.act(name, sites),
+                       freeze_bn=self.cfg.freeze_bn)
+
+    def linear(self, linear: nn.Module, relu: bool, name: str, sites: int = 1) -> QLinear:
+        if type(linear) is not nn.Linear:
+            raise UnsupportedModuleError(name, linear, 'only plain nn.Linear is supported')
+        return QLinear(linear, relu, self.weight(name, linear.out_features), self.act(name, sites))
+
+    def add(self, relu: bool, name: str, sites: int = 1) -> QAdd:
+        return QAdd(relu, self.act(name, sites))
+
+    def conv_module(self, cm: nn.Module, name: str, sites: int = 1) -> QConv2d:
+        """Quantize an mmcv ``ConvModule`` (conv -> BN -> ReLU) or a bare ``nn.Conv2d``."""
+        if type(cm) is nn.Conv2d:
+            return self.conv(cm, None, False, name, sites)
+        from mmcv.cnn import ConvModule
+        if not isinstance(cm, ConvModule):
+            raise UnsupportedModuleError(name, cm, 'expected an mmcv ConvModule or nn.Conv2d')
+        if tuple(cm.order) != ('conv', 'norm', 'act'):
+            raise UnsupportedModuleError(name, cm, f'ConvModule order {cm.order} is not conv-norm-act')
+        if cm.with_explicit_padding:
+            raise UnsupportedModuleError(name, cm, 'explicit padding layers are not supported')
+        relu = False
+        if cm.with_activation:
+            if type(cm.activate) is not nn.ReLU:
+                raise UnsupportedModuleError(f'{name}.activate', cm.activate,
+                                             'only ReLU activations can be fused')
+            relu = True
+        return self.conv(cm.conv, cm.norm if cm.with_norm else None, relu, name, sites)

@@ -1,0 +1,180 @@
+"""Quantized conv (with folded BN and fused ReLU) and linear layers.
+
+FQN (Li et al., CVPR 2019, sec. 3.2) fine-tunes with *frozen* BN: the
+pretrained statistics and affine parameters never change and are folded into
+the conv before weight quantization,
+
+    w_fold = w * gamma / sigma        (per output channel, sigma = sqrt(var + eps))
+    b_fold = beta + (b - mu) * gamma / sigma
+
+so the fake-quantized weights are the integers integer inference will use.
+With ``freeze_bn=False`` the layer folds the *batch* statistics during
+training instead (Jacob et al., CVPR 2018, appendix C), the IAO baseline.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..quant import ActQuantizer, WeightQuantizer
+
+
+def _bn_scale(bn: _BatchNorm, var: Tensor) -> Tensor:
+    inv_std = torch.rsqrt(var + bn.eps)
+    return bn.weight * inv_std if bn.affine else inv_std
+
+
+def fold_bn(weight: Tensor, bias: Optional[Tensor], bn: _BatchNorm,
+            mean: Optional[Tensor] = None, var: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Fold BN (running or given statistics) into a conv/linear ``weight, bias``."""
+    mean = bn.running_mean if mean is None else mean
+    var = bn.running_var if var is None else var
+    g = _bn_scale(bn, var)
+    b = bias if bias is not None else torch.zeros_like(mean)
+    b = (b - mean) * g
+    if bn.affine:
+        b = b + bn.bias
+    return weight * g.reshape(-1, *([1] * (weight.dim() - 1))), b
+
+
+class QConv2d(nn.Module):
+    """``quant(relu(conv(x, fq(w_fold)) + b_fold))`` with one output range per call site.
+
+    Args:
+        conv (nn.Conv2d): The float conv (its parameters are reused, not copied).
+        bn (_BatchNorm, optional): BN to fold.
+        relu (bool): Fuse a ReLU before the output quantizer.
+        w_quant (WeightQuantizer): Weight fake quantizer.
+        out_quant (list[ActQuantizer]): One output quantizer per call site
+            (e.g. per FPN level for head convs shared across levels).
+        freeze_bn (bool): Frozen BN (FQN) or batch-statistics folding (IAO).
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: Optional[_BatchNorm], relu: bool,
+                 w_quant: WeightQuantizer, out_quant: List[ActQuantizer],
+                 freeze_bn: bool = True) -> None:
+        super().__init__()
+        if conv.padding_mode != 'zeros':
+            raise TypeError(f'only zero padding is supported, got padding_mode={conv.padding_mode!r}')
+        self.conv = conv
+        self.bn = bn
+        self.relu = relu
+        self.freeze_bn = freeze_bn
+        self.w_quant = w_quant
+        self.out_quant = nn.ModuleList(out_quant)
+        if bn is not None and freeze_bn:
+            bn.eval()
+            for p in bn.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'QConv2d':
+        super().train(mode)
+        if self.bn is not None and self.freeze_bn:
+            self.bn.eval()  # frozen BN: statistics never update
+        return self
+
+    def folded_weight_bias(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """Weight and bias with BN folded in, before weight quantization."""
+        if self.bn is None:
+            return self.conv.weight, self.conv.bias
+        return fold_bn(self.conv.weight, self.conv.bias, self.bn)
+
+    def _conv(self, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
+        c = self.conv
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+
+    def _batch_stat_weight_bias(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        # IAO: batch statistics of the float conv output, folded, running stats updated.
+        bn = self.bn
+        y = self._conv(x, self.conv.weight, self.conv.bias)
+        mean = y.mean((0, 2, 3))
+        var = y.var((0, 2, 3), unbiased=False)
+        with torch.no_grad():
+            n = y.numel() / y.shape[1]
+            m = 0.1 if bn.momentum is None else bn.momentum
+            bn.running_mean.lerp_(mean.detach(), m)
+            bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), m)
+            bn.num_batches_tracked += 1
+        return fold_bn(self.conv.weight, self.conv.bias, bn, mean, var)
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        if self.bn is not None and not self.freeze_bn and self.training:
+            w, b = self._batch_stat_weight_bias(x)
+        else:
+            w, b = self.folded_weight_bias()
+        y = self._conv(x, self.w_quant(w), b)
+        if self.relu:
+            y = F.relu(y)
+        return self.out_quant[site](y)
+
+    def extra_repr(self) -> str:
+        return f'bn={"frozen" if self.freeze_bn else "batch"}' * (self.bn is not None) + \
+            f'{", " if self.bn is not None else ""}relu={self.relu}, sites={len(self.out_quant)}'
+
+
+class QLinear(nn.Module):
+    """``quant(relu(linear(x, fq(w)) + b))`` with per-site output quantizers."""
+
+    def __init__(self, linear: nn.Linear, relu: bool, w_quant: WeightQuantizer,
+                 out_quant: List[ActQuantizer]) -> None:
+        super().__init__()
+        self.linear = linear
+        self.relu = relu
+        self.w_quant = w_quant
+        self.out_quant = nn.ModuleList(out_quant)
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        y = F.linear(x, self.w_quant(self.linear.weight), self.linear.bias)
+        if self.relu:
+            y = F.relu(y)
+        return self.out_quant[site](y)
+
+
+class QAdd(nn.Module):
+    """Element-wise add of two quantized tensors, optional fused ReLU, quantized output.
+
+    Integer inference rescales both inputs to the output scale (an integer add
+    with fixed-point multipliers); here both inputs are already fake-quantized.
+    """
+
+    def __init__(self, relu: bool, out_quant: List[ActQuantizer]) -> None:
+        super().__init__()
+        self.relu = relu
+        self.out_quant = nn.ModuleList(out_quant)
+
+    def forward(self, a: Tensor, b: Tensor, site: int = 0) -> Tensor:
+        y = a + b
+        if self.relu:
+            y = F.relu(y)
+        return self.out_quant[site](y)
+
+
+class QMaxPool2d(nn.Module):
+    """Max-pool (on quantized values, so exact on integers) followed by a quantizer."""
+
+    def __init__(self, kernel_size, stride, padding, dilation: int = 1, ceil_mode: bool = False,
+                 out_quant: List[ActQuantizer] = ()) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.out_quant = nn.ModuleList(out_quant)
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        y = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                         self.ceil_mode)
+        return self.out_quant[site](y)
+
+
+class QUpsampleNearest(nn.Module):
+    """Nearest upsampling (integer-exact) followed by a quantizer."""
+
+    def __init__(self, out_quant: List[ActQuantizer]) -> None:
+        super().__init__()
+        self.out_quant = nn.ModuleList(out_quant)
+
+    def forward(self, x: Tensor, size, site: int = 0) -> Tensor:
+        return self.out_quant[site](F.interpolate(x, size=size, mode='nearest'))

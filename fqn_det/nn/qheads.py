@@ -1,0 +1,84 @@
+"""Quantized counterparts of mmdet's RetinaNet and RPN heads.
+
+The head convs are shared across FPN levels (weights shared), but every level
+gets its own activation ranges: each quantized conv holds one output quantizer
+per level, and ``forward_single`` receives the level index. The final conv
+outputs (classification logits, box deltas) are quantized too, so everything
+up to box decoding and NMS runs on quantized values (FQN sec. 3.4).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from mmdet.models.dense_heads import RetinaHead, RPNHead
+from mmdet.models.utils import multi_apply
+from torch import Tensor, nn
+
+from .builder import QBuilder, UnsupportedModuleError, clone_as
+
+
+def _check_levels(head: nn.Module, x: Tuple[Tensor]) -> None:
+    if len(x) > head.num_levels:
+        raise ValueError(f'{type(head).__name__} was quantized for {head.num_levels} levels '
+                         f'but got {len(x)} feature maps')
+
+
+class QRetinaHead(RetinaHead):
+    """RetinaHead with per-level activation quantizers on shared convs."""
+
+    @classmethod
+    def from_float(cls, head: RetinaHead, qb: QBuilder, name: str) -> 'QRetinaHead':
+        q = clone_as(head, cls)
+        q.num_levels = L = head.prior_generator.num_levels
+        q.cls_convs = nn.ModuleList(qb.conv_module(m, f'{name}.cls_convs.{i}', L)
+                                    for i, m in enumerate(head.cls_convs))
+        q.reg_convs = nn.ModuleList(qb.conv_module(m, f'{name}.reg_convs.{i}', L)
+                                    for i, m in enumerate(head.reg_convs))
+        q.retina_cls = qb.conv(head.retina_cls, None, False, f'{name}.retina_cls', L)
+        q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L)
+        return q
+
+    def forward(self, x: Tuple[Tensor]) -> tuple:
+        _check_levels(self, x)
+        return multi_apply(self.forward_single, x, list(range(len(x))))
+
+    def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
+        cls_feat = reg_feat = x
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat, level)
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat, level)
+        return self.retina_cls(cls_feat, level), self.retina_reg(reg_feat, level)
+
+
+class QRPNHead(RPNHead):
+    """RPNHead with per-level activation quantizers on shared convs."""
+
+    @classmethod
+    def from_float(cls, head: RPNHead, qb: QBuilder, name: str) -> 'QRPNHead':
+        q = clone_as(head, cls)
+        q.num_levels = L = head.prior_generator.num_levels
+        conv = head.rpn_conv
+        if isinstance(conv, nn.Sequential):
+            q.rpn_conv = nn.ModuleList(qb.conv_module(m, f'{name}.rpn_conv.{i}', L)
+                                       for i, m in enumerate(conv))
+        elif type(conv) is nn.Conv2d:
+            # mmdet applies F.relu after a single rpn_conv: fused here.
+            q.rpn_conv = nn.ModuleList([qb.conv(conv, None, True, f'{name}.rpn_conv', L)])
+        else:
+            raise UnsupportedModuleError(f'{name}.rpn_conv', conv)
+        q.rpn_cls = qb.conv(head.rpn_cls, None, False, f'{name}.rpn_cls', L)
+        q.rpn_reg = qb.conv(head.rpn_reg, None, False, f'{name}.rpn_reg', L)
+        return q
+
+    def forward(self, x: Tuple[Tensor]) -> tuple:
+        _check_levels(self, x)
+        return multi_apply(self.forward_single, x, list(range(len(x))))
+
+    def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
+        for conv in self.rpn_conv:
+            x = conv(x, level)
+        return self.rpn_cls(x, level), self.rpn_reg(x, level)
+
+
+__all__: List[str] = ['QRetinaHead', 'QRPNHead']

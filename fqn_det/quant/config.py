@@ -1,0 +1,165 @@
+"""The quantization config: one validated object built from a plain dict.
+
+Example (an mmdet config's ``model.quant_cfg``)::
+
+    quant_cfg = dict(
+        weight=dict(bits=4, symmetric=False, per_channel=True),
+        act=dict(bits=4, symmetric=False),
+        calib=dict(num_batches=20, gamma=0.999, bins=2048),
+        ema=dict(momentum=0.01, stat='percentile'),
+        freeze_bn=True,
+        overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8)])
+
+Every key is checked: an unknown key (a typo) or a value out of range raises
+``ValueError`` naming the setting.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Tuple
+
+from .qscheme import MAX_BITS, MIN_BITS, QScheme
+
+_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel'}
+EMA_STATS = ('percentile', 'minmax')
+
+
+def _check_keys(section: str, given: Mapping, allowed: set) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        raise ValueError(f'unknown key(s) {sorted(unknown)} in quant_cfg{section}; '
+                         f'allowed: {sorted(allowed)}')
+
+
+def _check_bits(name: str, bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f'{name} must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}')
+    return bits
+
+
+def _check_bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f'{name} must be True or False, got {v!r}')
+    return v
+
+
+@dataclass
+class QuantConfig:
+    """Validated FQN quantization settings (see module docstring for the dict form).
+
+    Attributes:
+        w_bits, a_bits (int): Weight / activation bits, 2..8 (default 4/4).
+        w_symmetric, a_symmetric (bool): Symmetric grids (default asymmetric).
+        w_per_channel (bool): Per-output-channel weights (default True).
+        calib_batches (int): FQN calibration batches n >= 1 (default 20).
+        gamma (float): Percentile gamma in (0.5, 1]; 1 means plain min/max (default 0.999).
+        hist_bins (int): Calibration histogram bins per side of zero (default 2048).
+        ema_momentum (float): EMA weight of each new batch, in (0, 1) (default 0.01).
+        ema_stat (str): ``'percentile'`` (FQN) or ``'minmax'`` (IAO) (default percentile).
+        freeze_bn (bool): Frozen, folded BN during fine-tuning (default True).
+        overrides (list[dict]): Per-module precision by ``fnmatch`` pattern on module
+            paths (e.g. ``'backbone.conv1'``, ``'bbox_head.retina_*'``); later entries win.
+    """
+
+    w_bits: int = 4
+    a_bits: int = 4
+    w_symmetric: bool = False
+    a_symmetric: bool = False
+    w_per_channel: bool = True
+    calib_batches: int = 20
+    gamma: float = 0.999
+    hist_bins: int = 2048
+    ema_momentum: float = 0.01
+    ema_stat: str = 'percentile'
+    freeze_bn: bool = True
+    overrides: List[Dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_bits('quant_cfg.weight.bits', self.w_bits)
+        _check_bits('quant_cfg.act.bits', self.a_bits)
+        for name in ('w_symmetric', 'a_symmetric', 'w_per_channel', 'freeze_bn'):
+            _check_bool(f'quant_cfg {name}', getattr(self, name))
+        n = self.calib_batches
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f'quant_cfg.calib.num_batches (n) must be an integer >= 1, got {n!r}')
+        if not isinstance(self.gamma, (int, float)) or not 0.5 < self.gamma <= 1.0:
+            raise ValueError(f'quant_cfg.calib.gamma must be in (0.5, 1] '
+                             f'(1 = plain min/max), got {self.gamma!r}')
+        if not isinstance(self.hist_bins, int) or self.hist_bins < 1024 or self.hist_bins % 2:
+            raise ValueError(f'quant_cfg.calib.bins must be an even integer >= 1024, got {self.hist_bins!r}')
+        m = self.ema_momentum
+        if not isinstance(m, (int, float)) or not 0.0 < m < 1.0:
+            raise ValueError(f'quant_cfg.ema.momentum must be in (0, 1), got {m!r}')
+        if self.ema_stat not in EMA_STATS:
+            raise ValueError(f'quant_cfg.ema.stat must be one of {EMA_STATS}, got {self.ema_stat!r}')
+        if not isinstance(self.overrides, (list, tuple)):
+            raise ValueError(f'quant_cfg.overrides must be a list of dicts, got {type(self.overrides).__name__}')
+        for i, ov in enumerate(self.overrides):
+            if not isinstance(ov, Mapping) or 'pattern' not in ov:
+                raise ValueError(f'quant_cfg.overrides[{i}] must be a dict with a "pattern", got {ov!r}')
+            _check_keys(f'.overrides[{i}]', ov, _OVERRIDE_KEYS)
+            for k in ('w_bits', 'a_bits'):
+                if k in ov:
+                    _check_bits(f'quant_cfg.overrides[{i}].{k}', ov[k])
+            for k in ('w_symmetric', 'a_symmetric', 'w_per_channel'):
+                if k in ov:
+                    _check_bool(f'quant_cfg.overrides[{i}].{k}', ov[k])
+        self.overrides = [dict(ov) for ov in self.overrides]
+        self._matched: set = set()
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping | None) -> 'QuantConfig':
+        """Build from the nested dict form; unknown keys raise ``ValueError``."""
+        if isinstance(cfg, QuantConfig):
+            return cfg
+        cfg = dict(cfg or {})
+        _check_keys('', cfg, {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides'})
+        w, a = dict(cfg.get('weight') or {}), dict(cfg.get('act') or {})
+        c, e = dict(cfg.get('calib') or {}), dict(cfg.get('ema') or {})
+        _check_keys('.weight', w, {'bits', 'symmetric', 'per_channel'})
+        _check_keys('.act', a, {'bits', 'symmetric'})
+        _check_keys('.calib', c, {'num_batches', 'gamma', 'bins'})
+        _check_keys('.ema', e, {'momentum', 'stat'})
+        d = cls()
+        return cls(
+            w_bits=w.get('bits', d.w_bits), w_symmetric=w.get('symmetric', d.w_symmetric),
+            w_per_channel=w.get('per_channel', d.w_per_channel),
+            a_bits=a.get('bits', d.a_bits), a_symmetric=a.get('symmetric', d.a_symmetric),
+            calib_batches=c.get('num_batches', d.calib_batches), gamma=c.get('gamma', d.gamma),
+            hist_bins=c.get('bins', d.hist_bins),
+            ema_momentum=e.get('momentum', d.ema_momentum), ema_stat=e.get('stat', d.ema_stat),
+            freeze_bn=cfg.get('freeze_bn', d.freeze_bn), overrides=list(cfg.get('overrides') or []))
+
+    def to_dict(self) -> dict:
+        return dict(
+            weight=dict(bits=self.w_bits, symmetric=self.w_symmetric, per_channel=self.w_per_channel),
+            act=dict(bits=self.a_bits, symmetric=self.a_symmetric),
+            calib=dict(num_batches=self.calib_batches, gamma=self.gamma, bins=self.hist_bins),
+            ema=dict(momentum=self.ema_momentum, stat=self.ema_stat),
+            freeze_bn=self.freeze_bn, overrides=[dict(o) for o in self.overrides])
+
+    # -- per-module schemes ------------------------------------------------
+    def _resolved(self, name: str) -> Dict[str, Any]:
+        r = dict(w_bits=self.w_bits, a_bits=self.a_bits, w_symmetric=self.w_symmetric,
+                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel)
+        for i, ov in enumerate(self.overrides):
+            if fnmatch.fnmatchcase(name, ov['pattern']):
+                self._matched.add(i)
+                r.update({k: v for k, v in ov.items() if k != 'pattern'})
+        return r
+
+    def weight_scheme(self, name: str) -> QScheme:
+        r = self._resolved(name)
+        return QScheme(r['w_bits'], r['w_symmetric'], r['w_per_channel'], 0)
+
+    def act_scheme(self, name: str) -> QScheme:
+        r = self._resolved(name)
+        return QScheme(r['a_bits'], r['a_symmetric'], False, 0)
+
+    def act_kwargs(self) -> Dict[str, Any]:
+        return dict(momentum=self.ema_momentum, ema_stat=self.ema_stat, gamma=self.gamma,
+                    hist_bins=self.hist_bins)
+
+    def unmatched_overrides(self) -> List[Tuple[int, str]]:
+        return [(i, ov['pattern']) for i, ov in enumerate(self.overrides) if i not in self._matched]

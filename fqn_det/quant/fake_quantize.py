@@ -1,0 +1,172 @@
+"""Fake-quantizer modules for weights and activations; all state in buffers.
+
+``scale``, ``zero_point``, the observed range (``min_val``/``max_val``) and the
+mode flags (``fake_quant_enabled``, ``observer_enabled``, ``initialized``) are
+registered buffers, as in ``torch.ao.quantization.FakeQuantize``, so that
+checkpoints and DDP broadcasts carry them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .functional import calc_qparams, fake_quantize
+from .observers import NonFiniteActivationError, StreamingHistogram, batch_range
+from .qscheme import QScheme
+
+
+class NotCalibratedError(RuntimeError):
+    """A quantizer was used for inference before its range was set."""
+
+
+def _flag(value: int) -> Tensor:
+    return torch.tensor(value, dtype=torch.uint8)
+
+
+class WeightQuantizer(nn.Module):
+    """Per-channel (default) weight fake quantizer with min/max ranges.
+
+    The range of each output channel is the min/max of the weight as it is at
+    this step (after BN folding), so the fake-quantized weights are exactly
+    the integers that integer inference will use.
+
+    Args:
+        scheme (QScheme): Weight scheme; ``ch_axis`` is the output-channel axis.
+        num_channels (int): Output channels (size of per-channel buffers).
+    """
+
+    _version = 1
+
+    def __init__(self, scheme: QScheme, num_channels: int) -> None:
+        super().__init__()
+        self.scheme = scheme
+        n = num_channels if scheme.per_channel else 1
+        self.register_buffer('scale', torch.ones(n))
+        self.register_buffer('zero_point', torch.zeros(n, dtype=torch.int32))
+        self.register_buffer('fake_quant_enabled', _flag(1))
+
+    def forward(self, w: Tensor) -> Tensor:
+        if not self.fake_quant_enabled:
+            return w
+        s = self.scheme
+        with torch.no_grad():
+            if s.per_channel:
+                flat = w.detach().transpose(0, s.ch_axis).reshape(w.shape[s.ch_axis], -1)
+                lo, hi = torch.aminmax(flat, dim=1)
+            else:
+                lo, hi = torch.aminmax(w.detach())
+            scale, zp = calc_qparams(lo, hi, s)
+            self.scale.copy_(scale.reshape(self.scale.shape))
+            self.zero_point.copy_(zp.reshape(self.zero_point.shape))
+        axis = s.ch_axis if s.per_channel else None
+        return fake_quantize(w, self.scale, self.zero_point, s.quant_min, s.quant_max, axis)
+
+    def extra_repr(self) -> str:
+        return str(self.scheme)
+
+
+class ActQuantizer(nn.Module):
+    """Per-tensor activation fake quantizer: FQN calibration, then EMA ranges.
+
+    Modes:
+      * calibrating (set by :func:`fqn_det.quant.calibration.start_calibration`):
+        values pass through unchanged and feed a streaming histogram;
+      * training: the range follows an EMA of each batch's range statistic
+        (the first batch initializes it when no calibration was run, as in
+        Jacob et al.'s QAT), then values are fake-quantized;
+      * eval: fixed range; using an uncalibrated quantizer raises
+        :class:`NotCalibratedError`.
+
+    Args:
+        scheme (QScheme): Activation scheme (per tensor).
+        momentum (float): EMA weight of the new batch, in (0, 1). Defaults to 0.01.
+        ema_stat (str): Batch statistic the EMA follows: ``'percentile'``
+            (``[1 - gamma, gamma]`` order statistics, FQN) or ``'minmax'`` (IAO).
+        gamma (float): Percentile for calibration and the EMA statistic.
+        hist_bins (int): Histogram bins per side of zero during calibration.
+        name (str): Module path, used in error messages.
+    """
+
+    _version = 1
+
+    def __init__(self, scheme: QScheme, momentum: float = 0.01, ema_stat: str = 'percentile',
+                 gamma: float = 0.999, hist_bins: int = 2048, name: str = '') -> None:
+        super().__init__()
+        if scheme.per_channel:
+            raise ValueError('activation quantizers are per tensor')
+        self.scheme = scheme
+        self.momentum = momentum
+        self.ema_stat = ema_stat
+        self.gamma = gamma
+        self.hist_bins = hist_bins
+        self.name = name
+        self.register_buffer('scale', torch.tensor(1.0))
+        self.register_buffer('zero_point', torch.tensor(0, dtype=torch.int32))
+        self.register_buffer('min_val', torch.tensor(0.0))
+        self.register_buffer('max_val', torch.tensor(0.0))
+        self.register_buffer('initialized', _flag(0))
+        self.register_buffer('fake_quant_enabled', _flag(1))
+        self.register_buffer('observer_enabled', _flag(1))
+        self._hist: StreamingHistogram | None = None
+
+    # -- calibration -------------------------------------------------------
+    @property
+    def calibrating(self) -> bool:
+        return self._hist is not None
+
+    def start_calibration(self) -> None:
+        self._hist = StreamingHistogram(self.hist_bins)
+
+    def finish_calibration(self, gamma: float | None = None) -> bool:
+        """Set the range to the histogram's percentiles; False if nothing was seen."""
+        hist, self._hist = self._hist, None
+        if hist is None or hist.total == 0:
+            return False
+        lo, hi = hist.percentile_range(self.gamma if gamma is None else gamma)
+        self.set_range(torch.tensor(lo), torch.tensor(hi))
+        return True
+
+    # -- range -------------------------------------------------------------
+    @torch.no_grad()
+    def set_range(self, lo: Tensor, hi: Tensor) -> None:
+        self.min_val.copy_(lo)
+        self.max_val.copy_(hi)
+        scale, zp = calc_qparams(self.min_val, self.max_val, self.scheme)
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zp)
+        self.initialized.fill_(1)
+
+    @torch.no_grad()
+    def _observe(self, x: Tensor) -> None:
+        lo, hi = batch_range(x, self.ema_stat, self.gamma)
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}')
+        if self.initialized:
+            lo = torch.lerp(self.min_val, lo.to(self.min_val), self.momentum)
+            hi = torch.lerp(self.max_val, hi.to(self.max_val), self.momentum)
+        self.set_range(lo, hi)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._hist is not None:
+            try:
+                self._hist.update(x)
+            except NonFiniteActivationError as e:
+                raise NonFiniteActivationError(
+                    f'NaN or inf activation at {self.name or "quantizer"} during calibration') from e
+            return x
+        if self.training and self.observer_enabled:
+            self._observe(x)
+        if not self.fake_quant_enabled:
+            return x
+        if not self.initialized:
+            raise NotCalibratedError(
+                f'activation range of {self.name or "quantizer"} was never set: calibrate the model '
+                '(FQNCalibrationHook) or load a fine-tuned checkpoint before inference')
+        s = self.scheme
+        return fake_quantize(x, self.scale, self.zero_point, s.quant_min, s.quant_max)
+
+    def extra_repr(self) -> str:
+        return f'{self.scheme}, ema={self.ema_stat}@{self.momentum}'
+
+
+__all__ = ['WeightQuantizer', 'ActQuantizer', 'NotCalibratedError']

@@ -1,0 +1,103 @@
+"""Fake quantization with clipped straight-through gradients, and qparams.
+
+Implements the uniform affine quantizer of Jacob et al. (CVPR 2018, eq. 1-2)
+as used by FQN (Li et al., CVPR 2019, sec. 3.1):
+
+    x_hat = (clamp(round(x / scale + zero_point), qmin, qmax) - zero_point) * scale
+
+Backward is the clipped straight-through estimator: d x_hat / d x = 1 where
+``qmin <= round(x / scale + zero_point) <= qmax`` and 0 outside, i.e. both the
+values and the gradients are clipped to the quantization range.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from .qscheme import QScheme
+
+_EPS = torch.finfo(torch.float32).eps
+
+
+def _broadcast(t: Tensor, x: Tensor, axis: int | None) -> Tensor:
+    if axis is None or t.numel() == 1:
+        return t.reshape(()) if t.numel() == 1 else t
+    shape = [1] * x.dim()
+    shape[axis] = -1
+    return t.reshape(shape)
+
+
+class _FakeQuantizeSTE(torch.autograd.Function):
+    """Fake quantization with the clipped straight-through estimator."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
+                axis: int | None) -> Tensor:
+        s = _broadcast(scale.to(x.dtype), x, axis)
+        zp = _broadcast(zero_point.to(x.dtype), x, axis)
+        q = torch.round(x / s + zp)
+        mask = (q >= qmin) & (q <= qmax)
+        ctx.save_for_backward(mask)
+        return (q.clamp_(qmin, qmax) - zp) * s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None, None
+
+
+def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
+                  axis: int | None = None) -> Tensor:
+    """Quantize-dequantize ``x`` (per tensor when ``axis`` is None, else per channel).
+
+    Args:
+        x (Tensor): Input.
+        scale (Tensor): Positive scale(s): a scalar, or one per slice along ``axis``.
+        zero_point (Tensor): Integer-valued zero-point(s), same shape as ``scale``.
+        qmin (int): Lowest integer level.
+        qmax (int): Highest integer level.
+        axis (int, optional): Channel axis for per-channel quantization.
+
+    Returns:
+        Tensor: ``x`` rounded to the grid, clipped to ``[qmin, qmax]``, in real units.
+    """
+    return _FakeQuantizeSTE.apply(x, scale, zero_point, qmin, qmax, axis)
+
+
+def quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
+             axis: int | None = None) -> Tensor:
+    """Integer levels ``clamp(round(x / scale + zero_point), qmin, qmax)`` (int32)."""
+    s = _broadcast(scale.to(x.dtype), x, axis)
+    zp = _broadcast(zero_point.to(x.dtype), x, axis)
+    return torch.round(x / s + zp).clamp_(qmin, qmax).to(torch.int32)
+
+
+def calc_qparams(min_val: Tensor, max_val: Tensor, scheme: QScheme) -> Tuple[Tensor, Tensor]:
+    """Scale and integer zero-point for the range ``[min_val, max_val]``.
+
+    The range is first widened to contain 0 so that 0 is exactly representable.
+    Asymmetric: ``scale = (max - min) / (qmax - qmin)``,
+    ``zero_point = clamp(round(qmin - min / scale), qmin, qmax)``.
+    Symmetric: ``scale = max(|min|, |max|) / qmax``, ``zero_point = 0``.
+
+    Args:
+        min_val (Tensor): Range minimum (scalar or per channel).
+        max_val (Tensor): Range maximum, same shape.
+        scheme (QScheme): Target scheme.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``scale`` (float32) and ``zero_point`` (int32).
+    """
+    min_neg = torch.clamp(min_val.detach().float(), max=0.0)
+    max_pos = torch.clamp(max_val.detach().float(), min=0.0)
+    qmin, qmax = scheme.quant_min, scheme.quant_max
+    if scheme.symmetric:
+        scale = torch.maximum(-min_neg, max_pos) / qmax
+        scale = torch.clamp(scale, min=_EPS)
+        zero_point = torch.zeros_like(scale, dtype=torch.int32)
+    else:
+        scale = torch.clamp((max_pos - min_neg) / float(qmax - qmin), min=_EPS)
+        zero_point = torch.clamp(torch.round(qmin - min_neg / scale), qmin, qmax).to(torch.int32)
+    return scale, zero_point

@@ -1,0 +1,44 @@
+"""Evaluate a (quantized) detector with the config's metrics (COCO bbox mAP).
+
+    python tools/test.py configs/retina_int4.py work_dirs/retina_int4/epoch_1.pth
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fqn_det.utils.cli import add_common_args, build_runner, load_config  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a (quantized) detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump predictions to a .pkl file for offline evaluation')
+    parser.add_argument('--show-dir', help='save painted images under work_dir/timestamp/')
+    add_common_args(parser)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args)
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        args.show, args.wait_time = False, 0
+        cfg = trigger_visualization_hook(cfg, args)
+    runner = build_runner(cfg)
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('error: --out must end with .pkl or .pickle')
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
