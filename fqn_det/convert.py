@@ -17,8 +17,7 @@ from typing import Callable, Dict, Iterable, Mapping, Type
 
 from mmdet.models.backbones import ResNet
 from mmdet.models.dense_heads import RetinaHead, RPNHead
-from mmdet.models.detectors import (FasterRCNN, RetinaNet, SingleStageDetector,
-                                    TwoStageDetector)
+from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.necks import FPN
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead, Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
@@ -60,11 +59,9 @@ def _container(children: Iterable[str]) -> Converter:
 _DETECTOR = _container(['backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head'])
 
 #: mmdet class -> converter. Exact types: a subclass may change ``forward``.
+#: Detectors are the exception (:data:`DETECTOR_BASES`): they only route data
+#: between their children, which are matched exactly.
 QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
-    RetinaNet: _DETECTOR,
-    SingleStageDetector: _DETECTOR,
-    FasterRCNN: _DETECTOR,
-    TwoStageDetector: _DETECTOR,
     ResNet: QResNet.from_float,
     FPN: QFPN.from_float,
     RetinaHead: QRetinaHead.from_float,
@@ -77,11 +74,16 @@ QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
 }
 
 
+DETECTOR_BASES = (SingleStageDetector, TwoStageDetector)
+
+
 def quantize_module(module: nn.Module, qb: QBuilder, name: str) -> nn.Module:
     """Quantized counterpart of ``module`` (at path ``name``) from :data:`QUANT_MAPPING`."""
     convert = QUANT_MAPPING.get(type(module))
+    if convert is None and isinstance(module, DETECTOR_BASES):
+        convert = _DETECTOR
     if convert is None:
-        supported = ', '.join(sorted(t.__name__ for t in QUANT_MAPPING))
+        supported = ', '.join(sorted(t.__name__ for t in (*QUANT_MAPPING, *DETECTOR_BASES)))
         raise UnsupportedModuleError(name, module, f'no quantized counterpart (supported: {supported})')
     return convert(module, qb, name)
 

@@ -95,10 +95,11 @@ class QConv2d(nn.Module):
         var = y.var((0, 2, 3), unbiased=False)
         with torch.no_grad():
             n = y.numel() / y.shape[1]
-            m = 0.1 if bn.momentum is None else bn.momentum
+            bn.num_batches_tracked += 1
+            # momentum=None: cumulative average, as nn.BatchNorm does.
+            m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
             bn.running_mean.lerp_(mean.detach(), m)
             bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), m)
-            bn.num_batches_tracked += 1
         return fold_bn(self.conv.weight, self.conv.bias, bn, mean, var)
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:

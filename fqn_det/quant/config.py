@@ -78,18 +78,20 @@ class QuantConfig:
     def __post_init__(self) -> None:
         _check_bits('quant_cfg.weight.bits', self.w_bits)
         _check_bits('quant_cfg.act.bits', self.a_bits)
-        for name in ('w_symmetric', 'a_symmetric', 'w_per_channel', 'freeze_bn'):
-            _check_bool(f'quant_cfg {name}', getattr(self, name))
+        for name, path in (('w_symmetric', 'weight.symmetric'), ('a_symmetric', 'act.symmetric'),
+                           ('w_per_channel', 'weight.per_channel'), ('freeze_bn', 'freeze_bn')):
+            _check_bool(f'quant_cfg.{path}', getattr(self, name))
         n = self.calib_batches
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f'quant_cfg.calib.num_batches (n) must be an integer >= 1, got {n!r}')
-        if not isinstance(self.gamma, (int, float)) or not 0.5 < self.gamma <= 1.0:
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) \
+                or not 0.5 < self.gamma <= 1.0:
             raise ValueError(f'quant_cfg.calib.gamma must be in (0.5, 1] '
                              f'(1 = plain min/max), got {self.gamma!r}')
         if not isinstance(self.hist_bins, int) or self.hist_bins < 1024 or self.hist_bins % 2:
             raise ValueError(f'quant_cfg.calib.bins must be an even integer >= 1024, got {self.hist_bins!r}')
         m = self.ema_momentum
-        if not isinstance(m, (int, float)) or not 0.0 < m < 1.0:
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 < m < 1.0:
             raise ValueError(f'quant_cfg.ema.momentum must be in (0, 1), got {m!r}')
         if self.ema_stat not in EMA_STATS:
             raise ValueError(f'quant_cfg.ema.stat must be one of {EMA_STATS}, got {self.ema_stat!r}')

@@ -138,9 +138,11 @@ class ActQuantizer(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
-        lo, hi = batch_range(x, self.ema_stat, self.gamma)
-        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        # One reduction over the whole tensor: the percentile statistic only
+        # reads a subsample and would let a NaN/inf through.
+        if not torch.isfinite(x.detach().sum()):
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}')
+        lo, hi = batch_range(x, self.ema_stat, self.gamma)
         if self.initialized:
             lo = torch.lerp(self.min_val, lo.to(self.min_val), self.momentum)
             hi = torch.lerp(self.max_val, hi.to(self.max_val), self.momentum)

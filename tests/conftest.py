@@ -1,0 +1,76 @@
+"""Shared test helpers: mmdet configs, tiny detectors, batches."""
+import copy
+from pathlib import Path
+
+import mmdet
+import pytest
+import torch
+from mmdet.testing import demo_mm_inputs
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+
+import fqn_det  # noqa: F401  registers QuantizedDetector and hooks
+
+ROOT = Path(__file__).resolve().parents[1]
+MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
+
+register_all_modules(init_default_scope=True)
+
+
+def mmdet_model_cfg(rel: str) -> dict:
+    """An mmdet model config (from mmdet's own config files), ImageNet init removed."""
+    model = Config.fromfile(str(MMDET_CONFIGS / rel)).model
+    model.backbone.init_cfg = None
+    return model
+
+
+def tiny_model_cfg(kind: str) -> dict:
+    """The synthetic reference detector, narrowed further for fast tests."""
+    name = {'retina': 'retina_r18_tiny_fp32.py', 'faster': 'faster_rcnn_r18_tiny_fp32.py'}[kind]
+    m = copy.deepcopy(Config.fromfile(str(ROOT / 'configs' / 'synthetic' / name)).model)
+    m.backbone.base_channels = 8
+    m.neck.in_channels = [8, 16, 32, 64]
+    m.neck.out_channels = 16
+    if kind == 'retina':
+        m.bbox_head.in_channels = m.bbox_head.feat_channels = 16
+    else:
+        m.rpn_head.in_channels = m.rpn_head.feat_channels = 16
+        m.roi_head.bbox_roi_extractor.out_channels = 16
+        m.roi_head.bbox_head.in_channels = 16
+        m.roi_head.bbox_head.fc_out_channels = 32
+        m.train_cfg.rpn_proposal.max_per_img = 64
+        m.train_cfg.rcnn.sampler.num = 32
+        m.test_cfg.rpn.max_per_img = 32
+    return m
+
+
+def build_quantized(detector_cfg: dict, quant_cfg: dict = None):
+    from mmdet.registry import MODELS
+    return MODELS.build(dict(type='QuantizedDetector', detector=copy.deepcopy(detector_cfg),
+                             quant_cfg=quant_cfg or {}))
+
+
+def batch(num_classes: int, n: int = 2, size: int = 64, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return demo_mm_inputs(batch_size=n, image_shapes=(3, size, size), num_classes=num_classes)
+
+
+def calibrate_on(model, data: dict, gamma: float = 0.999) -> None:
+    from fqn_det.quant import finish_calibration, start_calibration
+    model.eval()
+    start_calibration(model)
+    with torch.no_grad():
+        d = model.data_preprocessor(data, False)
+        model(**d, mode='tensor')
+    finish_calibration(model, gamma)
+    model.calibrated.fill_(1)
+
+
+@pytest.fixture(scope='session')
+def r50_retina_cfg():
+    return mmdet_model_cfg('retinanet/retinanet_r50_fpn_1x_coco.py')
+
+
+@pytest.fixture(scope='session')
+def r50_faster_cfg():
+    return mmdet_model_cfg('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')

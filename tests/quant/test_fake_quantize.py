@@ -1,0 +1,371 @@
+"""WeightQuantizer / ActQuantizer modules and the calibration helpers."""
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fqn_det.quant import (ActQuantizer, NonFiniteActivationError, NotCalibratedError, QScheme,
+                           WeightQuantizer, calc_qparams, finish_calibration, start_calibration)
+from fqn_det.quant.calibration import abort_calibration, iter_act_quantizers
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- WeightQuantizer
+@pytest.mark.parametrize('scheme', [QScheme(4, per_channel=True), QScheme(4, True, per_channel=True),
+                                    QScheme(8, per_channel=True)], ids=['4asym', '4sym', '8asym'])
+def test_weight_quantizer_per_channel_matches_torch(scheme):
+    w = torch.randn(12, 5, 3, 3, generator=_gen(0)) * torch.logspace(-2, 1, 12).reshape(-1, 1, 1, 1)
+    w[3] = w[3].abs() + 0.1  # an all-positive channel
+    w[4] = -w[4].abs() - 0.1  # an all-negative channel
+    wq = WeightQuantizer(scheme, 12)
+    out = wq(w)
+    ref = torch.fake_quantize_per_channel_affine(w, wq.scale, wq.zero_point, 0, scheme.quant_min,
+                                                 scheme.quant_max)
+    assert torch.equal(out, ref)
+    # buffers hold the qparams of this weight's per-channel min/max
+    lo, hi = torch.aminmax(w.reshape(12, -1), dim=1)
+    scale, zp = calc_qparams(lo, hi, scheme)
+    assert torch.equal(wq.scale, scale) and torch.equal(wq.zero_point, zp)
+    assert wq.scale.shape == (12,) and wq.zero_point.dtype == torch.int32
+    sd = wq.state_dict()
+    assert torch.equal(sd['scale'], scale) and torch.equal(sd['zero_point'], zp)
+    assert 'fake_quant_enabled' in sd
+    for c in range(12):
+        assert out[c].unique().numel() <= scheme.num_levels
+
+
+def test_weight_quantizer_updates_with_weight_and_passes_gradient():
+    scheme = QScheme(4, per_channel=True)
+    wq = WeightQuantizer(scheme, 4)
+    w = torch.randn(4, 6, generator=_gen(1), requires_grad=True)
+    wq(w)
+    s1 = wq.scale.clone()
+    with torch.no_grad():
+        w.mul_(3.0)
+    out = wq(w)
+    torch.testing.assert_close(wq.scale, s1 * 3.0)
+    out.sum().backward()
+    # min/max ranges: every weight lies inside its channel's range -> STE passes all gradients
+    assert torch.equal(w.grad, torch.ones_like(w))
+
+
+def test_weight_quantizer_per_channel_axis1():
+    scheme = QScheme(4, per_channel=True, ch_axis=1)
+    w = torch.randn(3, 7, 2, 2, generator=_gen(2)) * torch.arange(1, 8).reshape(1, -1, 1, 1)
+    wq = WeightQuantizer(scheme, 7)
+    out = wq(w)
+    ref = torch.fake_quantize_per_channel_affine(w, wq.scale, wq.zero_point, 1, 0, 15)
+    assert torch.equal(out, ref)
+    lo, hi = torch.aminmax(w.transpose(0, 1).reshape(7, -1), dim=1)
+    assert torch.equal(wq.scale, calc_qparams(lo, hi, scheme)[0])
+
+
+def test_weight_quantizer_per_tensor():
+    scheme = QScheme(4)
+    w = torch.randn(8, 4, generator=_gen(3))
+    wq = WeightQuantizer(scheme, 8)
+    out = wq(w)
+    assert wq.scale.shape == (1,)
+    ref = torch.fake_quantize_per_tensor_affine(w, wq.scale, wq.zero_point, 0, 15)
+    assert torch.equal(out, ref)
+    assert out.unique().numel() <= 16
+
+
+def test_weight_quantizer_disabled_passes_through():
+    wq = WeightQuantizer(QScheme(4, per_channel=True), 4)
+    wq.fake_quant_enabled.fill_(0)
+    w = torch.randn(4, 9, generator=_gen(4))
+    out = wq(w)
+    assert torch.equal(out, w)
+    assert torch.equal(wq.scale, torch.ones(4))  # untouched while disabled
+
+
+def test_weight_quantizer_state_dict_round_trip():
+    scheme = QScheme(4, per_channel=True)
+    wq = WeightQuantizer(scheme, 6)
+    wq(torch.randn(6, 10, generator=_gen(5)))
+    fresh = WeightQuantizer(scheme, 6)
+    fresh.load_state_dict(wq.state_dict())
+    assert torch.equal(fresh.scale, wq.scale) and torch.equal(fresh.zero_point, wq.zero_point)
+
+
+# ---------------------------------------------------------------- ActQuantizer
+def _act_batches(n=5, seed=0, shape=(4, 8, 16, 16)):
+    g = _gen(seed)
+    return [torch.relu(torch.randn(shape, generator=g) * (1 + i) + 0.2) - 0.05 * i for i in range(n)]
+
+
+def test_act_quantizer_calibration_flow():
+    q = ActQuantizer(QScheme(4), name='neck.conv3')
+    q.eval()
+    q.start_calibration()
+    assert q.calibrating
+    batches = _act_batches()
+    for x in batches:
+        y = q(x)
+        assert torch.equal(y, x)  # values pass through unchanged while calibrating
+    assert int(q.initialized) == 0
+    width = q._hist.width
+    assert q.finish_calibration(0.99)
+    assert not q.calibrating
+    allx = torch.cat([b.reshape(-1) for b in batches]).double().numpy()
+    assert abs(float(q.min_val) - np.quantile(allx, 0.01)) <= 2 * width
+    assert abs(float(q.max_val) - np.quantile(allx, 0.99)) <= 2 * width
+    assert int(q.initialized) == 1
+    scale, zp = calc_qparams(q.min_val, q.max_val, q.scheme)
+    assert torch.equal(q.scale, scale) and torch.equal(q.zero_point, zp)
+    # now it quantizes, on the grid
+    y = q(batches[0])
+    lv = y / q.scale + q.zero_point
+    assert torch.allclose(lv, lv.round(), atol=1e-4)
+    assert not torch.equal(y, batches[0])
+
+
+def test_act_quantizer_calibration_default_gamma_and_minmax():
+    batches = _act_batches(3, seed=1)
+    allx = torch.cat([b.reshape(-1) for b in batches]).double().numpy()
+    q = ActQuantizer(QScheme(4), gamma=0.999)
+    q.start_calibration()
+    for x in batches:
+        q(x)
+    width = q._hist.width
+    q.finish_calibration()
+    assert abs(float(q.max_val) - np.quantile(allx, 0.999)) <= 2 * width
+    q.start_calibration()
+    for x in batches:
+        q(x)
+    q.finish_calibration(1.0)
+    assert float(q.min_val) == float(allx.min()) and float(q.max_val) == float(allx.max())
+
+
+def test_act_quantizer_calibrating_in_train_mode_does_not_touch_range():
+    q = ActQuantizer(QScheme(4), ema_stat='minmax')
+    q.train()
+    q.start_calibration()
+    x = torch.randn(100, generator=_gen(2))
+    assert torch.equal(q(x), x)
+    assert int(q.initialized) == 0 and float(q.max_val) == 0.0
+
+
+def test_finish_calibration_without_data_returns_false():
+    q = ActQuantizer(QScheme(4))
+    q.start_calibration()
+    assert q.finish_calibration() is False
+    assert int(q.initialized) == 0 and not q.calibrating
+    assert ActQuantizer(QScheme(4)).finish_calibration() is False
+
+
+def test_act_quantizer_uncalibrated_eval_raises_with_name():
+    q = ActQuantizer(QScheme(4), name='backbone.layer2.0.relu_out')
+    q.eval()
+    with pytest.raises(NotCalibratedError, match=r'backbone\.layer2\.0\.relu_out'):
+        q(torch.randn(3, 4))
+
+
+def test_act_quantizer_rejects_per_channel():
+    with pytest.raises(ValueError):
+        ActQuantizer(QScheme(4, per_channel=True))
+
+
+def test_act_quantizer_training_iao_init_then_ema():
+    m = 0.1
+    q = ActQuantizer(QScheme(4), momentum=m, ema_stat='minmax', name='x')
+    q.train()
+    batches = [torch.randn(2, 3, 8, 8, generator=_gen(10 + i)) * (1 + 0.5 * i) + 0.3 * i
+               for i in range(6)]
+    y = q(batches[0])
+    assert int(q.initialized) == 1
+    assert float(q.min_val) == float(batches[0].min())
+    assert float(q.max_val) == float(batches[0].max())
+    lv = y / q.scale + q.zero_point
+    assert torch.allclose(lv, lv.round(), atol=1e-4)
+    exp_lo, exp_hi = float(batches[0].min()), float(batches[0].max())
+    for x in batches[1:]:
+        q(x)
+        exp_lo = (1 - m) * exp_lo + m * float(x.min())
+        exp_hi = (1 - m) * exp_hi + m * float(x.max())
+        assert abs(float(q.min_val) - exp_lo) <= 1e-6
+        assert abs(float(q.max_val) - exp_hi) <= 1e-6
+        scale, zp = calc_qparams(q.min_val, q.max_val, q.scheme)
+        assert torch.equal(q.scale, scale) and torch.equal(q.zero_point, zp)
+    # eval: the range is frozen
+    q.eval()
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    for x in batches:
+        q(x * 10)
+    for k, v in q.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_act_quantizer_training_percentile_stat():
+    m = 0.2
+    q = ActQuantizer(QScheme(4), momentum=m, ema_stat='percentile', gamma=0.99)
+    q.train()
+    x0 = torch.randn(20_000, generator=_gen(20))
+    q(x0)
+    xs = x0.double().numpy()
+    assert abs(float(q.max_val) - np.quantile(xs, 0.99)) < 0.05
+    assert abs(float(q.min_val) - np.quantile(xs, 0.01)) < 0.05
+    old_hi = float(q.max_val)
+    x1 = x0 * 3
+    q(x1)
+    from fqn_det.quant import batch_range
+    _, bhi = batch_range(x1, 'percentile', 0.99)
+    assert abs(float(q.max_val) - ((1 - m) * old_hi + m * float(bhi))) <= 1e-6
+
+
+def test_act_quantizer_observer_disabled_in_training():
+    q = ActQuantizer(QScheme(4), ema_stat='minmax')
+    q.train()
+    q(torch.randn(50, generator=_gen(3)))
+    q.observer_enabled.fill_(0)
+    lo, hi = q.min_val.clone(), q.max_val.clone()
+    q(torch.randn(50, generator=_gen(4)) * 100)
+    assert torch.equal(q.min_val, lo) and torch.equal(q.max_val, hi)
+
+
+def test_act_quantizer_fake_quant_disabled_passes_through():
+    q = ActQuantizer(QScheme(4))
+    q.eval()
+    q.fake_quant_enabled.fill_(0)
+    x = torch.randn(10, generator=_gen(5))
+    assert torch.equal(q(x), x)  # and no NotCalibratedError
+
+
+def test_act_quantizer_state_dict_round_trip():
+    q = ActQuantizer(QScheme(4), momentum=0.3, ema_stat='minmax', name='a')
+    q.train()
+    for i in range(3):
+        q(torch.randn(2, 4, 5, 5, generator=_gen(30 + i)) * (i + 1))
+    q.observer_enabled.fill_(0)
+    q.eval()
+    sd = q.state_dict()
+    for k in ('scale', 'zero_point', 'min_val', 'max_val', 'initialized', 'fake_quant_enabled',
+              'observer_enabled'):
+        assert k in sd, k
+    fresh = ActQuantizer(QScheme(4), name='a')
+    fresh.load_state_dict(copy.deepcopy(sd))
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, sd[k]) and v.dtype == sd[k].dtype, k
+    fresh.eval()
+    x = torch.randn(3, 4, 6, 6, generator=_gen(40)) * 2
+    assert torch.equal(fresh(x), q(x))
+    # the restored flags are honoured: observer disabled survives a switch to training
+    fresh.train()
+    lo = fresh.min_val.clone()
+    fresh(x * 50)
+    assert torch.equal(fresh.min_val, lo)
+
+
+def test_act_quantizer_nan_while_calibrating_names_quantizer():
+    q = ActQuantizer(QScheme(4), name='rpn_head.rpn_conv')
+    q.start_calibration()
+    q(torch.randn(100, generator=_gen(6)))
+    x = torch.randn(100, generator=_gen(7))
+    x[17] = float('nan')
+    with pytest.raises(NonFiniteActivationError, match=r'rpn_head\.rpn_conv'):
+        q(x)
+
+
+@pytest.mark.parametrize('ema_stat', ['minmax', 'percentile'])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+@pytest.mark.parametrize('initialized', [False, True], ids=['first', 'later'])
+def test_act_quantizer_non_finite_in_training_raises(ema_stat, bad, initialized):
+    """A NaN/inf activation in training must raise, whatever the EMA statistic.
+
+    A realistic activation (one 2x16x32x32 feature map) with one bad element.
+    """
+    q = ActQuantizer(QScheme(4), ema_stat=ema_stat, name='bbox_head.cls_convs.0')
+    q.train()
+    if initialized:
+        q(torch.randn(2, 16, 32, 32, generator=_gen(8)))
+    x = torch.randn(2, 16, 32, 32, generator=_gen(9))
+    x[1, 3, 10, 7] = bad
+    with pytest.raises(NonFiniteActivationError, match=r'bbox_head\.cls_convs\.0'):
+        q(x)
+
+
+@pytest.mark.parametrize('ema_stat', ['minmax', 'percentile'])
+def test_act_quantizer_all_nan_in_training_raises(ema_stat):
+    q = ActQuantizer(QScheme(4), ema_stat=ema_stat, name='q0')
+    q.train()
+    with pytest.raises(NonFiniteActivationError, match='q0'):
+        q(torch.full((4, 4), float('nan')))
+
+
+# ---------------------------------------------------------------- calibration helpers
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = ActQuantizer(QScheme(8), name='inp')
+        self.fc = nn.Linear(6, 5)
+        self.body = nn.Sequential(nn.ReLU(), ActQuantizer(QScheme(4), name='body.1'))
+        self.unused = ActQuantizer(QScheme(4), name='unused')
+
+    def forward(self, x):
+        return self.body(self.fc(self.inp(x)))
+
+
+def test_calibration_helpers():
+    torch.manual_seed(0)
+    net = _Net().eval()
+    names = [n for n, _ in iter_act_quantizers(net)]
+    assert names == ['inp', 'body.1', 'unused']
+    assert start_calibration(net) == 3
+    assert all(q.calibrating for _, q in iter_act_quantizers(net))
+    xs = [torch.randn(16, 6, generator=_gen(50 + i)) for i in range(3)]
+    with torch.no_grad():
+        for x in xs:
+            ref = torch.relu(net.fc(x))
+            assert torch.equal(net(x), ref)  # float behaviour while calibrating
+    with pytest.warns(UserWarning, match='unused'):
+        unseen = finish_calibration(net, gamma=1.0)
+    assert unseen == ['unused']
+    assert not any(q.calibrating for _, q in iter_act_quantizers(net))
+    allx = torch.cat(xs)
+    assert float(net.inp.min_val) == float(allx.min())
+    assert float(net.inp.max_val) == float(allx.max())
+    assert int(net.inp.initialized) == 1 and int(net.body[1].initialized) == 1
+    assert int(net.unused.initialized) == 0
+    with torch.no_grad():
+        out = net(xs[0])
+    lv = out / net.body[1].scale + net.body[1].zero_point
+    assert torch.allclose(lv, lv.round(), atol=1e-4)
+
+
+def test_finish_calibration_all_seen_does_not_warn():
+    net = nn.Sequential(ActQuantizer(QScheme(4), name='a'), nn.ReLU(), ActQuantizer(QScheme(4)))
+    start_calibration(net)
+    net(torch.randn(10, 3, generator=_gen(60)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert finish_calibration(net) == []
+
+
+def test_abort_calibration_keeps_ranges():
+    net = nn.Sequential(ActQuantizer(QScheme(4), ema_stat='minmax'), nn.ReLU(),
+                        ActQuantizer(QScheme(4), ema_stat='minmax'))
+    net.train()
+    net(torch.randn(10, 3, generator=_gen(61)))
+    before = copy.deepcopy(net.state_dict())
+    start_calibration(net)
+    net(torch.randn(10, 3, generator=_gen(62)) * 100)
+    abort_calibration(net)
+    assert not any(q.calibrating for _, q in iter_act_quantizers(net))
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # a fresh (never initialized) quantizer stays uninitialized after an abort
+    q = ActQuantizer(QScheme(4))
+    start_calibration(q)
+    q(torch.randn(5))
+    abort_calibration(q)
+    assert int(q.initialized) == 0 and not q.calibrating
+    q.eval()
+    with pytest.raises(NotCalibratedError):
+        q(torch.randn(5))
