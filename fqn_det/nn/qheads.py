@@ -17,13 +17,17 @@ from torch import Tensor, nn
 from .builder import QBuilder, UnsupportedModuleError, clone_as
 
 
-def _check_levels(head: nn.Module, x: Tuple[Tensor]) -> None:
-    if len(x) > head.num_levels:
-        raise ValueError(f'{type(head).__name__} was quantized for {head.num_levels} levels '
-                         f'but got {len(x)} feature maps')
+class _PerLevelForward:
+    """``forward`` that passes each FPN level's index to ``forward_single``."""
+
+    def forward(self, x: Tuple[Tensor]) -> tuple:
+        if len(x) > self.num_levels:
+            raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
+                             f'but got {len(x)} feature maps')
+        return multi_apply(self.forward_single, x, list(range(len(x))))
 
 
-class QRetinaHead(RetinaHead):
+class QRetinaHead(_PerLevelForward, RetinaHead):
     """RetinaHead with per-level activation quantizers on shared convs."""
 
     @classmethod
@@ -38,10 +42,6 @@ class QRetinaHead(RetinaHead):
         q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L)
         return q
 
-    def forward(self, x: Tuple[Tensor]) -> tuple:
-        _check_levels(self, x)
-        return multi_apply(self.forward_single, x, list(range(len(x))))
-
     def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
         cls_feat = reg_feat = x
         for conv in self.cls_convs:
@@ -51,7 +51,7 @@ class QRetinaHead(RetinaHead):
         return self.retina_cls(cls_feat, level), self.retina_reg(reg_feat, level)
 
 
-class QRPNHead(RPNHead):
+class QRPNHead(_PerLevelForward, RPNHead):
     """RPNHead with per-level activation quantizers on shared convs."""
 
     @classmethod
@@ -70,10 +70,6 @@ class QRPNHead(RPNHead):
         q.rpn_cls = qb.conv(head.rpn_cls, None, False, f'{name}.rpn_cls', L)
         q.rpn_reg = qb.conv(head.rpn_reg, None, False, f'{name}.rpn_reg', L)
         return q
-
-    def forward(self, x: Tuple[Tensor]) -> tuple:
-        _check_levels(self, x)
-        return multi_apply(self.forward_single, x, list(range(len(x))))
 
     def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
         for conv in self.rpn_conv:

@@ -1,0 +1,29 @@
+"""Every shipped config parses and builds its model (no torchvision, no download)."""
+import copy
+from pathlib import Path
+
+import pytest
+from mmdet.registry import MODELS
+from mmengine.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+
+
+def test_configs_found():
+    names = {p.name for p in CONFIGS}
+    assert {'retina_int4.py', 'faster_rcnn_int4.py', 'retina_r18_int4.py', 'faster_rcnn_r18_int4.py'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=str)
+def test_config_builds(path):
+    cfg = Config.fromfile(str(ROOT / path))
+    model_cfg = cfg.model
+    det = model_cfg.get('detector', model_cfg)
+    assert det.backbone.get('init_cfg') is None  # QAT starts from a detector checkpoint
+    model = MODELS.build(copy.deepcopy(model_cfg))
+    if model_cfg.type == 'QuantizedDetector':
+        assert 'fqn_det' in cfg.custom_imports.imports
+        assert any(h.type == 'FQNCalibrationHook' for h in cfg.custom_hooks)
+        assert model.quant_config.w_bits == 4 and model.quant_config.a_bits == 4
+        assert model.quant_config.calib_batches == 20 and model.quant_config.gamma == 0.999
