@@ -121,6 +121,8 @@ def quantize_detector(detector: nn.Module, cfg: QuantConfig | Mapping | None = N
     cfg = QuantConfig.from_dict(cfg)
     q = quantize_module(detector, QBuilder(cfg), '')
     check_fully_quantized(q)
+    from .export.detectors import link_input_quantizers
+    link_input_quantizers(q)
     unmatched = cfg.unmatched_overrides()
     if unmatched:
         names = sorted({qz.name.split('[')[0] for _, qz in iter_quantizers(q)})

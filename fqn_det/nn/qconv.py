@@ -41,6 +41,21 @@ def fold_bn(weight: Tensor, bias: Optional[Tensor], bn: _BatchNorm,
     return weight * g.reshape(-1, *([1] * (weight.dim() - 1))), b
 
 
+def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer
+                  ) -> Optional[Tensor]:
+    """Round ``b`` to the int32 grid ``s_in * s_w`` integer inference uses (STE gradient).
+
+    ``in_quants[site]`` is the quantizer that produced this layer's input at that
+    call site (set by :func:`fqn_det.export.detectors.link_input_quantizers`).
+    """
+    q_in = in_quants[site] if site < len(in_quants) else None
+    if b is None or q_in is None or not bool(q_in.initialized) or not bool(w_quant.fake_quant_enabled) \
+            or not bool(q_in.fake_quant_enabled) or q_in.calibrating:
+        return b
+    step = (q_in.scale * w_quant.scale).to(b.dtype)
+    return b + (torch.round(b / step) * step - b).detach()
+
+
 class QConv2d(nn.Module):
     """``quant(relu(conv(x, fq(w_fold)) + b_fold))`` with one output range per call site.
 
@@ -66,6 +81,7 @@ class QConv2d(nn.Module):
         self.freeze_bn = freeze_bn
         self.w_quant = w_quant
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []  # producer quantizer per call site (not submodules)
         if bn is not None and freeze_bn:
             bn.eval()
             for p in bn.parameters():
@@ -107,7 +123,8 @@ class QConv2d(nn.Module):
             w, b = self._batch_stat_weight_bias(x)
         else:
             w, b = self.folded_weight_bias()
-        y = self._conv(x, self.w_quant(w), b)
+        wq = self.w_quant(w)
+        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
@@ -127,9 +144,11 @@ class QLinear(nn.Module):
         self.relu = relu
         self.w_quant = w_quant
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
-        y = F.linear(x, self.w_quant(self.linear.weight), self.linear.bias)
+        wq = self.w_quant(self.linear.weight)
+        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)

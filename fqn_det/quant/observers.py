@@ -81,8 +81,9 @@ class StreamingHistogram:
             self.width = max(amax, 1e-8) * (1.0 + 1e-6) / b
         while amax >= b * self.width:
             self._grow()
-        idx = torch.floor(x.cpu() / self.width).long().add_(b).clamp_(0, 2 * b - 1)
-        self.counts += torch.bincount(idx, minlength=2 * b).double()
+        # Bin on the tensor's own device; only the 2*b counts come back.
+        idx = torch.floor(x / self.width).long().add_(b).clamp_(0, 2 * b - 1)
+        self.counts += torch.bincount(idx, minlength=2 * b).double().cpu()
 
     def quantile(self, q: float) -> float:
         """The ``q``-quantile (0..1) of everything seen, interpolated inside its bin."""

@@ -1,0 +1,1 @@
+"""Integer export: fixed-point maths, integer graph IR, integer engine, file formats."""

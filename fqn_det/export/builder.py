@@ -1,0 +1,172 @@
+"""Turns fake-quantized layers into integer graph nodes.
+
+For a conv with input ``(s_x, z_x)``, per-channel weights ``(s_w, z_w)`` and
+output ``(s_y, z_y)`` (Jacob et al., CVPR 2018, eq. 7):
+
+    acc_c = sum((q_x - z_x) * (q_w,c - z_w,c)) + round(b_c / (s_x * s_w,c))   (int32)
+    q_y   = clamp(z_y + requant(acc_c, M_c), lo, qmax),  M_c = s_x * s_w,c / s_y
+
+with ``lo = z_y`` when a ReLU is fused. Zero padding of real values is padding
+``q_x`` with ``z_x``, exact because ``z_x`` is an integer. Every node records
+the bound of its accumulator, checked to fit int32 (and so float64 exactly).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..nn import QAdd, QConv2d, QLinear, QMaxPool2d, QUpsampleNearest
+from ..quant import ActQuantizer, NotCalibratedError, quantize
+from .fixed_point import quantize_multiplier
+from .graph import IntGraph, Node, TensorQ
+
+#: Fractional bits of the integer add (TFLite's ``left_shift``).
+ADD_SHIFT = 20
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as an integer model."""
+
+
+def _tensor_q(q: ActQuantizer) -> TensorQ:
+    if not bool(q.initialized):
+        raise NotCalibratedError(f'activation quantizer {q.name} has no range: export a calibrated, '
+                                 'fine-tuned checkpoint (or a PTQ output)')
+    return TensorQ(float(q.scale), int(q.zero_point), q.scheme.quant_min, q.scheme.quant_max)
+
+
+class GraphBuilder:
+    """Appends integer nodes to an :class:`IntGraph`, one quantized layer at a time."""
+
+    def __init__(self) -> None:
+        self.g = IntGraph()
+        self._count = 0
+
+    def _new(self, q: TensorQ, hint: str = 't') -> str:
+        self._count += 1
+        name = f'{hint}_{self._count}'
+        self.g.tensors[name] = q
+        return name
+
+    def _add(self, node: Node) -> None:
+        self.g.nodes.append(node)
+
+    # -- boundary ------------------------------------------------------------
+    def input(self, name: str, q: ActQuantizer) -> str:
+        """Float graph input ``name`` quantized by ``q``."""
+        self.g.inputs.append(name)
+        out = self._new(_tensor_q(q), 'in_q')
+        self._add(Node('quantize', q.name, [name], [out]))
+        return out
+
+    def int_input(self, name: str, q: ActQuantizer) -> str:
+        """An integer graph input (e.g. RoI features computed outside the graph)."""
+        self.g.inputs.append(name)
+        self.g.tensors[name] = _tensor_q(q)
+        return name
+
+    def output(self, x: str, name: str, group: Optional[str] = None) -> str:
+        self._add(Node('dequantize', name, [x], [name]))
+        self.g.outputs.append(name)
+        if group is not None:
+            self.g.output_groups.setdefault(group, []).append(name)
+        return name
+
+    def int_output(self, x: str, group: str) -> str:
+        """Expose integer tensor ``x`` as a graph output (no dequantization)."""
+        self.g.outputs.append(x)
+        self.g.output_groups.setdefault(group, []).append(x)
+        return x
+
+    # -- layers --------------------------------------------------------------
+    def _weighted(self, op: str, m, w: torch.Tensor, b: Optional[torch.Tensor], x: str,
+                  out_q: ActQuantizer, relu: bool, attrs: dict) -> str:
+        tx, ty = self.g.tensors[x], _tensor_q(out_q)
+        wq_mod = m.w_quant
+        with torch.no_grad():
+            wq_mod(w)  # refresh scale / zero-point from the weight as it is now
+            s = wq_mod.scheme
+            s_w = wq_mod.scale.double().numpy().reshape(-1)
+            z_w = wq_mod.zero_point.numpy().astype(np.int64).reshape(-1)
+            if not bool(wq_mod.fake_quant_enabled):
+                raise ExportError(f'{m.out_quant[0].name}: weight quantization is disabled')
+            qw = quantize(w.detach(), wq_mod.scale, wq_mod.zero_point, s.quant_min, s.quant_max,
+                          0 if s.per_channel else None).numpy().astype(np.int64)
+        cout = qw.shape[0]
+        s_w = np.broadcast_to(s_w, (cout,)).copy()
+        z_w = np.broadcast_to(z_w, (cout,)).copy()
+        acc_scale = tx.scale * s_w
+        bias = np.zeros(cout) if b is None else b.detach().double().numpy()
+        bias_q = np.round(bias / acc_scale).astype(np.int64)
+        centered = np.abs(qw - z_w.reshape(-1, *([1] * (qw.ndim - 1)))).reshape(cout, -1).sum(1)
+        bound = int((centered * tx.max_abs_centered + np.abs(bias_q)).max())
+        if bound >= 2 ** 31:
+            raise ExportError(f'{out_q.name}: accumulator bound {bound} exceeds int32')
+        m0, shift = quantize_multiplier(acc_scale / ty.scale)
+        y = self._new(ty, op)
+        lo = ty.zero_point if relu else ty.qmin
+        self._add(Node(op, out_q.name, [x], [y], dict(
+            attrs, relu=relu, lo=lo, w_bits=s.bits, w_symmetric=s.symmetric, acc_bound=bound),
+            dict(weight=qw.astype(np.int8 if s.symmetric else np.uint8), w_zero_point=z_w,
+                 w_scale=s_w, bias=bias_q.astype(np.int32), m0=m0, shift=shift)))
+        return y
+
+    def conv(self, m: QConv2d, x: str, site: int = 0) -> str:
+        w, b = m.folded_weight_bias()
+        c = m.conv
+        return self._weighted('conv', m, w, b, x, m.out_quant[site], m.relu, dict(
+            stride=list(c.stride), padding=list(c.padding), dilation=list(c.dilation), groups=c.groups))
+
+    def linear(self, m: QLinear, x: str, site: int = 0) -> str:
+        return self._weighted('linear', m, m.linear.weight, m.linear.bias, x, m.out_quant[site],
+                              m.relu, {})
+
+    def add(self, m: QAdd, a: str, b: str, site: int = 0) -> str:
+        ta, tb, ty = self.g.tensors[a], self.g.tensors[b], _tensor_q(m.out_quant[site])
+        ma, sa = quantize_multiplier(ta.scale / ty.scale)
+        mb, sb = quantize_multiplier(tb.scale / ty.scale)
+        y = self._new(ty, 'add')
+        lo = ty.zero_point if m.relu else ty.qmin
+        self._add(Node('add', m.out_quant[site].name, [a, b], [y],
+                       dict(relu=m.relu, lo=lo, add_shift=ADD_SHIFT),
+                       dict(m0_a=ma, shift_a=sa, m0_b=mb, shift_b=sb)))
+        return y
+
+    def requant(self, x: str, out_q: ActQuantizer, name: str) -> str:
+        """``x`` rescaled to ``out_q``'s grid (nothing emitted when they already agree)."""
+        tx, ty = self.g.tensors[x], _tensor_q(out_q)
+        if tx.same_as(ty):
+            return x
+        m0, shift = quantize_multiplier(tx.scale / ty.scale)
+        y = self._new(ty, 'rq')
+        self._add(Node('requant', name, [x], [y], {}, dict(m0=m0, shift=shift)))
+        return y
+
+    def maxpool(self, m: QMaxPool2d, x: str, site: int = 0) -> str:
+        y = self._new(self.g.tensors[x], 'pool')
+        k = m.kernel_size
+        as_list = (lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v])
+        self._add(Node('maxpool', m.out_quant[site].name + '.pool', [x], [y], dict(
+            kernel=as_list(k), stride=as_list(m.stride if m.stride is not None else k),
+            padding=as_list(m.padding), dilation=as_list(m.dilation), ceil_mode=bool(m.ceil_mode))))
+        return self.requant(y, m.out_quant[site], m.out_quant[site].name)
+
+    def upsample(self, m: QUpsampleNearest, x: str, like: str, site: int = 0) -> str:
+        """Nearest upsampling of ``x`` to the spatial size of tensor ``like``."""
+        y = self._new(self.g.tensors[x], 'up')
+        self._add(Node('upsample', m.out_quant[site].name + '.resize', [x, like], [y], dict(mode='nearest')))
+        return self.requant(y, m.out_quant[site], m.out_quant[site].name)
+
+    def relu(self, x: str, name: str) -> str:
+        t = self.g.tensors[x]
+        y = self._new(t, 'relu')
+        self._add(Node('relu', name, [x], [y], dict(lo=t.zero_point)))
+        return y
+
+    def flatten(self, x: str, name: str) -> str:
+        y = self._new(self.g.tensors[x], 'flat')
+        self._add(Node('flatten', name, [x], [y]))
+        return y
+
