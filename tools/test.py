@@ -1,6 +1,8 @@
 """Evaluate a (quantized) detector with the config's metrics (COCO bbox mAP).
 
-    python tools/test.py configs/retina_int4.py work_dirs/retina_int4/epoch_1.pth
+    python tools/test.py configs/retina_int4.py work_dirs/retina_int4/epoch_3.pth   # fake-quant
+    python tools/test.py configs/retina_int4.py exported/retina/model.fqnint          # integer engine
+    python tools/test.py configs/retina_int4.py exported/retina/model.onnx            # onnxruntime
 """
 import argparse
 import sys
@@ -14,7 +16,8 @@ from fqn_det.utils.cli import add_common_args, build_runner, load_config  # noqa
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a (quantized) detector')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or an exported model: model.fqnint '
+                        '(integer engine), model.onnx (onnxruntime) or the export directory')
     parser.add_argument('--out', help='dump predictions to a .pkl file for offline evaluation')
     parser.add_argument('--show-dir', help='save painted images under work_dir/timestamp/')
     add_common_args(parser)
@@ -24,9 +27,21 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args)
-    if not Path(args.checkpoint).is_file():
+    ckpt = Path(args.checkpoint)
+    exported = ckpt.suffix in ('.fqnint', '.onnx') or (ckpt / 'model.fqnint').is_file()
+    if not ckpt.exists():
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    cfg.load_from = args.checkpoint
+    if exported:
+        # An exported integer model: integer engine (.fqnint / export dir) or onnxruntime (.onnx).
+        backend = 'onnxruntime' if ckpt.suffix == '.onnx' else 'engine'
+        det = cfg.model.get('detector', cfg.model)
+        cfg.model = dict(type='IntegerDetector', model_file=str(ckpt), backend=backend,
+                         test_cfg=det.get('test_cfg'))
+        cfg.load_from = None
+    elif not ckpt.is_file():
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    else:
+        cfg.load_from = args.checkpoint
     if args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
         args.show, args.wait_time = False, 0

@@ -1,3 +1,4 @@
+from .integer_detector import IntegerDetector
 from .quantized_detector import CheckpointMismatchError, QuantizedDetector
 
-__all__ = ['QuantizedDetector', 'CheckpointMismatchError']
+__all__ = ['QuantizedDetector', 'IntegerDetector', 'CheckpointMismatchError']

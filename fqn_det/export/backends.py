@@ -1,0 +1,70 @@
+"""Runners for an exported model: the integer engine or onnxruntime, same interface."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .engine import IntegerEngine
+from .graph import IntGraph
+from .int_model import load_int_model
+
+
+class EngineBackend:
+    """Runs the ``.fqnint`` graphs with :class:`IntegerEngine`."""
+
+    def __init__(self, graphs: Dict[str, IntGraph]) -> None:
+        self.graphs = graphs
+        self.engines = {k: IntegerEngine(g) for k, g in graphs.items()}
+
+    def run(self, stage: str, feeds: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        return self.engines[stage].run(feeds)
+
+
+class OnnxBackend:
+    """Runs ``model.onnx`` (and ``roi_head.onnx``) with onnxruntime's CPU provider."""
+
+    def __init__(self, graphs: Dict[str, IntGraph], onnx_files: Dict[str, Path], threads: int = 2) -> None:
+        from .onnx_writer import ort_session
+        self.graphs = graphs
+        self.sessions = {k: ort_session(p, threads) for k, p in onnx_files.items()}
+
+    def run(self, stage: str, feeds: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        from .onnx_writer import run_onnx
+        g = self.graphs[stage]
+        np_feeds = {}
+        for k, v in feeds.items():
+            np_feeds[k] = v.numpy().astype(np.uint8) if k in g.tensors else v.float().numpy()
+        out = run_onnx(self.sessions[stage], np_feeds)
+        res = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+        for k in g.outputs:
+            if k in g.tensors:
+                res[k] = res[k].long()
+        return res
+
+
+def load_backend(path, backend: str):
+    """``(backend runner, meta)`` for an exported ``.fqnint`` file or export directory."""
+    path = Path(path)
+    int_file = path / 'model.fqnint' if path.is_dir() else path
+    if backend == 'onnxruntime' and path.suffix == '.onnx':
+        int_file = path.with_name('model.fqnint')
+    graphs, meta = load_int_model(int_file)
+    if backend == 'engine':
+        return EngineBackend(graphs), meta
+    if backend == 'onnxruntime':
+        root = int_file.parent
+        files = {'features': root / 'model.onnx'}
+        if 'roi' in graphs:
+            files['roi'] = root / 'roi_head.onnx'
+        for f in files.values():
+            if not f.is_file():
+                raise FileNotFoundError(f'ONNX model not found: {f}')
+        return OnnxBackend(graphs, files), meta
+    raise ValueError(f"backend must be 'engine' or 'onnxruntime', got {backend!r}")
+
+
+__all__: List[str] = ['EngineBackend', 'OnnxBackend', 'load_backend']

@@ -1,0 +1,171 @@
+"""The integer model file (``.fqnint``): a zip of ``header.json`` and ``.npy`` arrays.
+
+Weights of 4 bits or fewer are packed two per byte (low nibble first, stored
+as ``value - qmin``); biases are int32; requantization multipliers are int32
+``M0`` with integer shifts. The header holds the graphs, the tensor
+quantization (input quantization and output dequantization included), the
+detector config used for box decoding and NMS, and the format version.
+Files are written to a temporary sibling and renamed, so a failure never
+leaves a partial file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from .graph import IntGraph, Node, TensorQ
+
+FORMAT = 'fqn_det.int'
+VERSION = 1
+
+
+class IntModelFormatError(ValueError):
+    """Not a readable integer model of this format version."""
+
+
+def pack_nibbles(q: np.ndarray, qmin: int) -> np.ndarray:
+    """Pack integers in ``[qmin, qmin + 15]`` two per byte (low nibble first)."""
+    u = (q.astype(np.int64).reshape(-1) - qmin).astype(np.uint8)
+    if u.size and int(u.max()) > 15:
+        raise ValueError('values do not fit 4 bits')
+    if u.size % 2:
+        u = np.concatenate([u, np.zeros(1, np.uint8)])
+    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_nibbles(packed: np.ndarray, qmin: int, count: int) -> np.ndarray:
+    out = np.empty(packed.size * 2, np.int64)
+    out[0::2] = packed & 0x0F
+    out[1::2] = packed >> 4
+    return out[:count] + qmin
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary sibling of ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+#: Storage dtypes of per-channel parameters (values are range-checked on save).
+_STORE = dict(w_zero_point=np.int16, w_scale=np.float32, m0=np.int32, shift=np.int16, bias=np.int32,
+              m0_a=np.int32, m0_b=np.int32, shift_a=np.int16, shift_b=np.int16)
+
+
+def _compact(k: str, a: np.ndarray) -> np.ndarray:
+    dt = _STORE.get(k)
+    if dt is None:
+        return a
+    c = a.astype(dt)
+    if np.issubdtype(dt, np.integer) and not np.array_equal(c.astype(np.int64), a.astype(np.int64)):
+        raise ValueError(f'parameter {k} does not fit {np.dtype(dt).name}')
+    return c
+
+
+def save_int_model(path, graphs: Dict[str, IntGraph], meta: Dict[str, Any]) -> int:
+    """Write graphs + meta to ``path`` atomically; returns the file size in bytes.
+
+    Identical arrays (e.g. the weights of a head conv shared by all FPN levels)
+    are stored once.
+    """
+    header = dict(format=FORMAT, version=VERSION, meta=meta, graphs={})
+    arrays: Dict[str, np.ndarray] = {}
+    seen: Dict[bytes, str] = {}
+    for stage, g in graphs.items():
+        nodes = []
+        for i, n in enumerate(g.nodes):
+            pspec = {}
+            for k, a in n.params.items():
+                a = np.asarray(a)
+                spec = dict(dtype=str(a.dtype), shape=list(a.shape))
+                a = _compact(k, a)
+                if k == 'weight' and n.attrs.get('w_bits', 8) <= 4:
+                    qmin = -(2 ** (n.attrs['w_bits'] - 1) - 1) if n.attrs['w_symmetric'] else 0
+                    spec.update(packed='nibbles', qmin=qmin)
+                    a = pack_nibbles(a, qmin)
+                digest = hashlib.sha1(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).digest()
+                if digest not in seen:
+                    seen[digest] = f'{stage}/{i}/{k}'
+                    arrays[seen[digest]] = a
+                spec['key'] = seen[digest]
+                pspec[k] = spec
+            nodes.append(dict(op=n.op, name=n.name, inputs=n.inputs, outputs=n.outputs, attrs=n.attrs,
+                              params=pspec))
+        header['graphs'][stage] = dict(nodes=nodes, inputs=g.inputs, outputs=g.outputs,
+                                       output_groups=g.output_groups,
+                                       tensors={k: asdict(t) for k, t in g.tensors.items()})
+
+    def write(f):
+        with zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as z:
+            z.writestr('header.json', json.dumps(header))
+            for k, a in arrays.items():
+                z.writestr(k + '.npy', _npy(a))
+
+    atomic_write_bytes(Path(path), write)
+    return Path(path).stat().st_size
+
+
+def load_int_model(path) -> Tuple[Dict[str, IntGraph], Dict[str, Any]]:
+    """Read an integer model file.
+
+    Raises:
+        FileNotFoundError: No such file.
+        IntModelFormatError: Truncated or corrupt file, another format or version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'integer model not found: {path}')
+    try:
+        with zipfile.ZipFile(path) as z:
+            header = json.loads(z.read('header.json'))
+            if header.get('format') != FORMAT:
+                raise IntModelFormatError(f'{path}: not an fqn_det integer model')
+            if header.get('version') != VERSION:
+                raise IntModelFormatError(f'{path}: integer model format version {header.get("version")} '
+                                          f'is not supported (this fqn_det reads version {VERSION}); '
+                                          're-export it with tools/export.py')
+            graphs = {}
+            for stage, gd in header['graphs'].items():
+                nodes = []
+                for nd in gd['nodes']:
+                    params = {}
+                    for k, spec in nd['params'].items():
+                        a = np.load(io.BytesIO(z.read(spec['key'] + '.npy')), allow_pickle=False)
+                        if spec.get('packed') == 'nibbles':
+                            count = int(np.prod(spec['shape']))
+                            a = unpack_nibbles(a, spec['qmin'], count).reshape(spec['shape'])
+                        params[k] = a.astype(spec['dtype'])
+                    nodes.append(Node(nd['op'], nd['name'], nd['inputs'], nd['outputs'], nd['attrs'], params))
+                graphs[stage] = IntGraph(nodes, {k: TensorQ(**t) for k, t in gd['tensors'].items()},
+                                         gd['inputs'], gd['outputs'], gd['output_groups'])
+    except IntModelFormatError:
+        raise
+    except (zipfile.BadZipFile, KeyError, EOFError, ValueError, OSError, json.JSONDecodeError) as e:
+        raise IntModelFormatError(f'{path}: truncated or corrupt integer model ({type(e).__name__}: {e})') from e
+    return graphs, header['meta']

@@ -1,0 +1,52 @@
+"""Export a fine-tuned fqn_det checkpoint as an integer model, ONNX and a report.
+
+    python tools/export.py configs/retina_int4.py work_dirs/retina_int4/epoch_3.pth --out exported/retina
+
+Writes DIR/model.fqnint (packed integer model), DIR/model.onnx (+ roi_head.onnx
+for two-stage detectors), DIR/report.md and DIR/report.json, atomically.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='the quantized (QuantizedDetector) config the checkpoint was trained with')
+    p.add_argument('checkpoint', help='fine-tuned (calibrated) checkpoint')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--no-onnx', action='store_true', help='write only the integer model file')
+    from fqn_det.utils.cli import add_common_args
+    add_common_args(p)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    from fqn_det.utils.cli import load_config
+    cfg = load_config(args)
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    if cfg.model.get('type') != 'QuantizedDetector':
+        raise SystemExit(f'error: {args.config} is not a quantized config (model.type is '
+                         f'{cfg.model.get("type")!r}, expected QuantizedDetector)')
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import load_checkpoint
+
+    import fqn_det  # noqa: F401
+    from fqn_det.export.exporter import export_model
+    from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
+    register_all_modules()
+    allow_mmengine_checkpoints()
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    report = export_model(model, cfg.model.detector, args.out, onnx=not args.no_onnx)
+    print(Path(args.out, 'report.md').read_text())
+    print(f"exported {report['layers']} layers to {args.out}")
+
+
+if __name__ == '__main__':
+    main()
