@@ -110,7 +110,7 @@ class GraphBuilder:
         self._add(Node(op, out_q.name, [x], [y], dict(
             attrs, relu=relu, lo=lo, w_bits=s.bits, w_symmetric=s.symmetric, acc_bound=bound),
             dict(weight=qw.astype(np.int8 if s.symmetric else np.uint8), w_zero_point=z_w,
-                 w_scale=s_w, bias=bias_q.astype(np.int32), m0=m0, shift=shift)))
+                 w_scale=s_w.astype(np.float32), bias=bias_q.astype(np.int32), m0=m0, shift=shift)))
         return y
 
     def conv(self, m: QConv2d, x: str, site: int = 0) -> str:

@@ -3,6 +3,7 @@
 Runs the real command-line tools in subprocesses on a generated COCO-format
 dataset with small widths and images.
 """
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,24 @@ def test_train_checkpoint_resume_test(kind, data, tmp_path):
     assert 'resumed epoch: 1' in out
     assert 'already calibrated' in out and 'from 2 batches' not in out
     # 4. COCO evaluation of the fine-tuned int4 checkpoint
-    out = tool('test.py', q_cfg, e2, '--work-dir', tmp_path / 'test', '--cfg-options', *d,
-               *model_opts(kind, 'model.detector.'))
+    test_opts = ['--cfg-options', *d, *model_opts(kind, 'model.detector.')]
+    out = tool('test.py', q_cfg, e2, '--work-dir', tmp_path / 'test', *test_opts)
     assert 'coco/bbox_mAP:' in out and 'Average Precision' in out
+    fq_map = coco_map(out)
+    # 5. integer export, evaluated with the integer engine and with onnxruntime
+    out = tool('export.py', q_cfg, e2, '--out', tmp_path / 'exp', *test_opts)
+    assert 'non-integer ops between input quantization and head outputs: none' in out
+    for exported in ('model.fqnint', 'model.onnx'):
+        out = tool('test.py', q_cfg, tmp_path / 'exp' / exported, '--work-dir', tmp_path / 'test', *test_opts)
+        assert abs(coco_map(out) - fq_map) <= 0.1, (exported, coco_map(out), fq_map)
+    # exporting a float (never calibrated) checkpoint is refused, nothing written
+    res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), str(q_cfg), str(fp_ckpt), '--out',
+                          str(tmp_path / 'bad'), *test_opts], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and 'never calibrated' in res.stderr
+    assert not (tmp_path / 'bad').exists()
+
+
+def coco_map(out: str) -> float:
+    m = re.findall(r'coco/bbox_mAP: (-?[0-9.]+)', out)
+    assert m, out[-2000:]
+    return float(m[-1])

@@ -1,0 +1,129 @@
+"""Integer engine vs fake-quantized model vs onnxruntime, RetinaNet and Faster R-CNN."""
+import numpy as np
+import pytest
+import torch
+from mmcv.ops import RoIAlign
+from mmengine.optim import OptimWrapper
+
+from conftest import batch, build_quantized, calibrate_on, tiny_model_cfg
+from fqn_det.export.detectors import build_graphs
+from fqn_det.export.engine import IntegerEngine
+from fqn_det.export.graph import TensorQ
+from fqn_det.export.onnx_writer import ort_session, run_onnx, to_onnx
+from fqn_det.export.roi_align import integer_roi_align, map_roi_levels
+
+
+def _finetuned(kind, quant_cfg=None):
+    """Calibrated, then a few QAT steps (EMA ranges and weights move), in eval mode."""
+    model = build_quantized(tiny_model_cfg(kind), quant_cfg)
+    calibrate_on(model, batch(5, n=2, size=96, seed=0))
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    for s in range(2):
+        model.train_step(batch(5, n=2, size=96, seed=10 + s), optim)
+    return model.eval()
+
+
+def _ints(x, q):
+    return torch.round(x / q.scale + q.zero_point).long()
+
+
+def _agreement(pairs):
+    a = torch.cat([x.flatten() for x, _ in pairs])
+    b = torch.cat([y.flatten() for _, y in pairs])
+    return float((a == b).double().mean()), int((a - b).abs().max())
+
+
+def _check_onnx(g, feeds, out):
+    sess = ort_session(to_onnx(g))
+    o = run_onnx(sess, {k: (v.numpy().astype(np.uint8) if k in g.tensors else v.numpy()) for k, v in feeds.items()})
+    pairs = []
+    for name in g.outputs:
+        if name in out['_int']:
+            t = g.tensors[next(n for n in g.nodes if n.outputs[0] == name).inputs[0]]
+            pairs.append((torch.from_numpy(np.round(o[name] / t.scale + t.zero_point).astype(np.int64)),
+                          out['_int'][name]))
+        else:
+            pairs.append((torch.from_numpy(o[name].astype(np.int64)), out[name]))
+    same, worst = _agreement(pairs)
+    assert same >= 0.999 and worst <= 1, (same, worst)
+    return same
+
+
+@pytest.mark.parametrize('quant_cfg', [None, dict(weight=dict(symmetric=True)),
+                                       dict(weight=dict(bits=8), act=dict(bits=8))],
+                         ids=['w4a4-asym', 'w4a4-sym', 'w8a8'])
+def test_retina_engine_matches_fake_quant_and_onnx(quant_cfg):
+    model = _finetuned('retina', quant_cfg)
+    data = batch(5, n=2, size=96, seed=42)
+    with torch.no_grad():
+        d = model.data_preprocessor(data, False)
+        cls, reg = model.detector.bbox_head(model.detector.extract_feat(d['inputs']))
+    g = build_graphs(model)['features']
+    assert g.non_integer_ops() == []
+    out = IntegerEngine(g).run({'image': d['inputs']})
+    head = model.detector.bbox_head
+    pairs = []
+    for lvl in range(len(cls)):
+        pairs.append((_ints(cls[lvl], head.retina_cls.out_quant[lvl]), out['_int'][f'cls_score.{lvl}']))
+        pairs.append((_ints(reg[lvl], head.retina_reg.out_quant[lvl]), out['_int'][f'bbox_pred.{lvl}']))
+    same, worst = _agreement(pairs)
+    assert same >= 0.999 and worst <= 1, (same, worst)
+    _check_onnx(g, {'image': d['inputs']}, out)
+
+
+def test_faster_rcnn_engine_matches_fake_quant_and_onnx():
+    model = _finetuned('faster')
+    data = batch(5, n=2, size=96, seed=42)
+    det = model.detector
+    graphs = build_graphs(model)
+    with torch.no_grad():
+        d = model.data_preprocessor(data, False)
+        feats = det.extract_feat(d['inputs'])
+        rpn_cls, rpn_reg = det.rpn_head(feats)
+        proposals = det.rpn_head.predict(feats, d['data_samples'], rescale=False)
+        from mmdet.structures.bbox import bbox2roi
+        rois = bbox2roi([p.bboxes for p in proposals])
+        roi_feats = det.roi_head.bbox_roi_extractor(feats[:4], rois)
+        cls, reg = det.roi_head.bbox_head(roi_feats)
+    out = IntegerEngine(graphs['features']).run({'image': d['inputs']})
+    rpn = det.rpn_head
+    pairs = [(_ints(rpn_cls[lvl], rpn.rpn_cls.out_quant[lvl]), out['_int'][f'rpn_cls_score.{lvl}'])
+             for lvl in range(5)] + \
+            [(_ints(rpn_reg[lvl], rpn.rpn_reg.out_quant[lvl]), out['_int'][f'rpn_bbox_pred.{lvl}'])
+             for lvl in range(5)]
+    same, worst = _agreement(pairs)
+    assert same >= 0.999 and worst <= 1, (same, worst)
+    _check_onnx(graphs['features'], {'image': d['inputs']}, out)
+    # RoI head on the same (integer) RoI features
+    ext_q = det.roi_head.bbox_roi_extractor.out_quant
+    roi_int = _ints(roi_feats, ext_q)
+    rout = IntegerEngine(graphs['roi']).run({'roi_feats': roi_int})
+    bh = det.roi_head.bbox_head
+    same, worst = _agreement([(_ints(cls, bh.fc_cls.out_quant[0]), rout['_int']['cls_score']),
+                              (_ints(reg, bh.fc_reg.out_quant[0]), rout['_int']['bbox_pred'])])
+    assert same >= 0.999 and worst <= 1, (same, worst)
+    _check_onnx(graphs['roi'], {'roi_feats': roi_int}, rout)
+
+
+def test_integer_roi_align_matches_float_roi_align():
+    g = torch.Generator().manual_seed(0)
+    strides = [4, 8, 16, 32]
+    feats = [torch.randint(0, 16, (2, 8, 512 // s, 512 // s), generator=g) for s in strides]
+    tqs = [TensorQ(0.05 * (i + 1), 3 + i, 0, 15) for i in range(4)]
+    out_q = TensorQ(0.12, 2, 0, 15)
+    xy = torch.rand(400, 2, generator=g) * 400
+    wh = torch.exp(torch.rand(400, 2, generator=g) * 6.4) + 2  # 3 px .. 600 px: all levels
+    rois = torch.cat([torch.randint(0, 2, (400, 1), generator=g).float(), xy, xy + wh], 1)
+    rois[:10, 1:] = torch.tensor([-20.0, -10.0, 530.0, 520.0])  # level 3, partly outside the image
+    res = integer_roi_align(feats, tqs, rois, out_q, strides, (7, 7), 0, True)
+    lv = map_roi_levels(rois, 4)
+    assert set(lv.tolist()) == {0, 1, 2, 3}
+    ref = torch.zeros(400, 8, 7, 7)
+    for i, s in enumerate(strides):
+        idx = (lv == i).nonzero().squeeze(1)
+        f = ((feats[i] - tqs[i].zero_point) * tqs[i].scale).float()
+        ref[idx] = RoIAlign((7, 7), 1.0 / s, 0, aligned=True)(f, rois[idx])
+    refq = torch.round(ref / out_q.scale + out_q.zero_point).clamp(0, 15).long()
+    same, worst = _agreement([(refq, res)])
+    assert same >= 0.999 and worst <= 1, (same, worst)
