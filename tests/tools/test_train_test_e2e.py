@@ -115,6 +115,12 @@ def test_train_checkpoint_resume_test(kind, data, tmp_path):
                           str(tmp_path / 'bad'), *test_opts], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and 'never calibrated' in res.stderr
     assert not (tmp_path / 'bad').exists()
+    # a checkpoint of the other detector: a mismatch error naming keys, nothing written
+    other = cfg_dir / f"{NAMES['faster' if kind == 'retina' else 'retina']}_int4.py"
+    res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), str(other), str(e2), '--out',
+                          str(tmp_path / 'bad')], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and 'CheckpointMismatchError' in res.stderr and 'does not match' in res.stderr
+    assert not (tmp_path / 'bad').exists()
 
 
 def coco_map(out: str) -> float:
