@@ -1,11 +1,11 @@
 # Small full-precision Faster R-CNN (narrow ResNet-18 + FPN) for the generated
-# reference dataset; trains on 2 CPU cores.
+# reference dataset; trains from scratch on 2 CPU cores (so BN trains: norm_eval=False).
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py', './_base_/synthetic_coco.py',
     './_base_/schedule_fp32.py', 'mmdet::_base_/default_runtime.py'
 ]
 model = dict(
-    backbone=dict(depth=18, base_channels=32, frozen_stages=-1, init_cfg=None),
+    backbone=dict(depth=18, base_channels=32, frozen_stages=-1, norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])),
     roi_head=dict(

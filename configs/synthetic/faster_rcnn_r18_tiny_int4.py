@@ -11,6 +11,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type='MultiStepLR', begin=0, end=2, by_epoch=True, milestones=[1], gamma=0.1),
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.002))
+optim_wrapper = dict(optimizer=dict(lr=0.0002))  # AdamW (from the FP32 schedule), 10x lower
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2))
 load_from = 'work_dirs/faster_rcnn_r18_tiny_fp32/epoch_12.pth'

@@ -41,3 +41,13 @@ def abort_calibration(model: nn.Module) -> None:
     """Leave calibration mode without touching any range (after a failure)."""
     for _, q in iter_act_quantizers(model):
         q._hist = None
+
+
+def set_fake_quant(model: nn.Module, weights: bool, acts: bool) -> None:
+    """Turn weight / activation fake quantization on or off (float model when both off)."""
+    from .fake_quantize import WeightQuantizer
+    for m in model.modules():
+        if isinstance(m, WeightQuantizer):
+            m.fake_quant_enabled.fill_(int(weights))
+        elif isinstance(m, ActQuantizer):
+            m.fake_quant_enabled.fill_(int(acts))

@@ -60,6 +60,8 @@ class QuantConfig:
         freeze_bn (bool): Frozen, folded BN during fine-tuning (default True).
         overrides (list[dict]): Per-module precision by ``fnmatch`` pattern on module
             paths (e.g. ``'backbone.conv1'``, ``'bbox_head.retina_*'``); later entries win.
+        dfq_init (bool): DFQ (BN folding, equalization, high-bias absorption) on the
+            loaded float weights before calibration and fine-tuning (default False).
     """
 
     w_bits: int = 4
@@ -74,12 +76,14 @@ class QuantConfig:
     ema_stat: str = 'percentile'
     freeze_bn: bool = True
     overrides: List[Dict[str, Any]] = field(default_factory=list)
+    dfq_init: bool = False
 
     def __post_init__(self) -> None:
         _check_bits('quant_cfg.weight.bits', self.w_bits)
         _check_bits('quant_cfg.act.bits', self.a_bits)
         for name, path in (('w_symmetric', 'weight.symmetric'), ('a_symmetric', 'act.symmetric'),
-                           ('w_per_channel', 'weight.per_channel'), ('freeze_bn', 'freeze_bn')):
+                           ('w_per_channel', 'weight.per_channel'), ('freeze_bn', 'freeze_bn'),
+                           ('dfq_init', 'dfq_init')):
             _check_bool(f'quant_cfg.{path}', getattr(self, name))
         n = self.calib_batches
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -116,7 +120,7 @@ class QuantConfig:
         if isinstance(cfg, QuantConfig):
             return cfg
         cfg = dict(cfg or {})
-        _check_keys('', cfg, {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides'})
+        _check_keys('', cfg, {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides', 'dfq_init'})
         w, a = dict(cfg.get('weight') or {}), dict(cfg.get('act') or {})
         c, e = dict(cfg.get('calib') or {}), dict(cfg.get('ema') or {})
         _check_keys('.weight', w, {'bits', 'symmetric', 'per_channel'})
@@ -131,7 +135,8 @@ class QuantConfig:
             calib_batches=c.get('num_batches', d.calib_batches), gamma=c.get('gamma', d.gamma),
             hist_bins=c.get('bins', d.hist_bins),
             ema_momentum=e.get('momentum', d.ema_momentum), ema_stat=e.get('stat', d.ema_stat),
-            freeze_bn=cfg.get('freeze_bn', d.freeze_bn), overrides=list(cfg.get('overrides') or []))
+            freeze_bn=cfg.get('freeze_bn', d.freeze_bn), overrides=list(cfg.get('overrides') or []),
+            dfq_init=cfg.get('dfq_init', d.dfq_init))
 
     def to_dict(self) -> dict:
         return dict(
@@ -139,7 +144,7 @@ class QuantConfig:
             act=dict(bits=self.a_bits, symmetric=self.a_symmetric),
             calib=dict(num_batches=self.calib_batches, gamma=self.gamma, bins=self.hist_bins),
             ema=dict(momentum=self.ema_momentum, stat=self.ema_stat),
-            freeze_bn=self.freeze_bn, overrides=[dict(o) for o in self.overrides])
+            freeze_bn=self.freeze_bn, overrides=[dict(o) for o in self.overrides], dfq_init=self.dfq_init)
 
     # -- per-module schemes ------------------------------------------------
     def _resolved(self, name: str) -> Dict[str, Any]:

@@ -57,6 +57,11 @@ class FQNCalibrationHook(Hook):
             return
         n = self.num_batches or model.quant_config.calib_batches
         gamma = self.gamma if self.gamma is not None else model.quant_config.gamma
+        if model.quant_config.dfq_init:
+            from ...dfq.detector import apply_dfq
+            rep = apply_dfq(model.detector)
+            runner.logger.info(f'DFQ initialization: {len(rep.pairs)} pairs equalized in {rep.sweeps} sweeps, '
+                               f'{len(rep.absorbed)} high biases absorbed')
         calibrate(runner.model, model, runner.train_dataloader, n, gamma, runner.logger)
         if self.save_ranges and is_main_process():
             ranges = {name: dict(min=float(q.min_val), max=float(q.max_val), scale=float(q.scale),

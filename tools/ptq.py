@@ -1,0 +1,122 @@
+"""Post-training quantization with DFQ (Nagel et al., ICCV 2019): no training, data optional.
+
+    python tools/ptq.py configs/retina_int4.py fp32.pth --out work_dirs/ptq \
+        --w-bits 8 --a-bits 8 --per-tensor --dfq --bias-correction analytic --ranges data-free
+
+Writes DIR/ptq.pth (a checkpoint tools/test.py evaluates and tools/export.py
+exports, with DIR/config.py, the config it belongs to) and DIR/ptq_report.json.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='a quantized (QuantizedDetector) config, e.g. configs/retina_int4.py')
+    p.add_argument('checkpoint', help='the full-precision mmdet checkpoint')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--w-bits', type=int, default=8)
+    p.add_argument('--a-bits', type=int, default=8)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--per-tensor', action='store_true', help='per-tensor weights (default)')
+    g.add_argument('--per-channel', action='store_true', help='per-channel weights')
+    p.add_argument('--symmetric', action='store_true', help='symmetric weights')
+    p.add_argument('--dfq', action='store_true', help='cross-layer equalization + high-bias absorption')
+    p.add_argument('--bias-correction', choices=['none', 'analytic', 'empirical'], default='none')
+    p.add_argument('--ranges', choices=['data-free', 'calibrated'], default='data-free',
+                   help='activation ranges from BN statistics, or FQN percentile calibration')
+    p.add_argument('--num-batches', type=int, default=20, help='batches for calibration / empirical correction')
+    from fqn_det.utils.cli import add_common_args
+    add_common_args(p)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    from fqn_det.quant.qscheme import MAX_BITS, MIN_BITS
+    for name in ('w_bits', 'a_bits'):
+        v = getattr(args, name)
+        if not MIN_BITS <= v <= MAX_BITS:
+            raise SystemExit(f'error: --{name.replace("_", "-")} must be in [{MIN_BITS}, {MAX_BITS}], got {v}')
+    if args.num_batches < 1:
+        raise SystemExit(f'error: --num-batches must be >= 1, got {args.num_batches}')
+    from fqn_det.utils.cli import load_config
+    cfg = load_config(args)
+    if cfg.model.get('type') != 'QuantizedDetector':
+        raise SystemExit(f'error: {args.config} is not a quantized config (model.type must be QuantizedDetector)')
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    qc = dict(cfg.model.get('quant_cfg') or {})
+    qc['weight'] = dict(qc.get('weight') or {}, bits=args.w_bits, per_channel=bool(args.per_channel),
+                        symmetric=bool(args.symmetric))
+    qc['act'] = dict(qc.get('act') or {}, bits=args.a_bits)
+    qc['dfq_init'] = False
+    cfg.model.quant_cfg = qc
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'FQNCalibrationHook']
+
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner, load_checkpoint
+
+    import fqn_det  # noqa: F401
+    from fqn_det.dfq.detector import (analytic_bias_correction, apply_dfq, empirical_bias_correction,
+                                      find_pairs, fold_bn_permanently)
+    from fqn_det.dfq.ranges import data_free_ranges
+    from fqn_det.engine.hooks.fqn_calibration_hook import calibrate
+    from fqn_det.export.int_model import atomic_write_bytes
+    from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
+    register_all_modules()
+    allow_mmengine_checkpoints()
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    if bool(model.calibrated):
+        raise SystemExit('error: tools/ptq.py expects a full-precision checkpoint, got a quantized one')
+    model.eval()
+    det = model.detector
+    report = dict(vars(args))
+    if args.dfq:
+        rep = apply_dfq(det)
+        report.update(pairs=rep.pairs, skipped=rep.skipped, sweeps=rep.sweeps, absorbed=rep.absorbed)
+    else:
+        fold_bn_permanently(det)
+    loader = None
+    if args.ranges == 'calibrated' or args.bias_correction == 'empirical':
+        loader = Runner.build_dataloader(cfg.train_dataloader)
+
+    def run_batches():
+        it = iter(loader)
+        with torch.no_grad():
+            for _ in range(args.num_batches):
+                try:
+                    data = next(it)
+                except StopIteration:
+                    break
+                model(**model.data_preprocessor(data, False), mode='tensor')
+
+    if args.bias_correction == 'analytic':
+        report['bias_corrected'] = analytic_bias_correction(find_pairs(det)[0])
+    elif args.bias_correction == 'empirical':
+        report['bias_corrected'] = empirical_bias_correction(model, run_batches)
+    if args.ranges == 'data-free':
+        data_free_ranges(det)
+        model.calibrated.fill_(1)
+    else:
+        calibrate(model, model, loader, args.num_batches, model.quant_config.gamma)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = dict(state_dict=model.state_dict(), meta=dict(ptq=report))
+    atomic_write_bytes(out / 'ptq.pth', lambda f: torch.save(ckpt, f))
+    cfg.load_from = None
+    cfg.dump(str(out / 'config.py'))
+    (out / 'ptq_report.json').write_text(json.dumps(report, indent=1, default=str))
+    print(f'PTQ checkpoint: {out / "ptq.pth"}\nits config:     {out / "config.py"}\n'
+          f'evaluate with:  python tools/test.py {out / "config.py"} {out / "ptq.pth"}')
+
+
+if __name__ == '__main__':
+    main()
