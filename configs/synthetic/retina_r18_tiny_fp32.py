@@ -7,7 +7,10 @@ _base_ = [
 model = dict(
     backbone=dict(depth=18, base_channels=32, frozen_stages=-1, norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    # BN in the head convs: from scratch, RetinaNet learns an order of magnitude faster
+    # with it (mAP 0.10 vs 0.003 after 5 short epochs); FQN folds it like any BN.
     bbox_head=dict(num_classes=5, in_channels=64, feat_channels=64, stacked_convs=2,
+                   norm_cfg=dict(type='BN', requires_grad=True),
                    anchor_generator=dict(octave_base_scale=2)))
 default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=1),
                      logger=dict(interval=20))
