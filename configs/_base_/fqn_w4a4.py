@@ -12,4 +12,4 @@ quant_cfg = dict(
     overrides=[],  # e.g. [dict(pattern='backbone.conv1', w_bits=8, a_bits=8)]
 )
 
-custom_hooks = [dict(type='FQNCalibrationHook')]
+custom_hooks = [dict(type='FQNCalibrationHook'), dict(type='FQNNaNGuardHook')]

@@ -40,8 +40,10 @@ def build_runner(cfg: Config):
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
 
+    from .atomic_backend import use_atomic_local_writes
     from .checkpoint import allow_mmengine_checkpoints
     allow_mmengine_checkpoints()
+    use_atomic_local_writes()
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

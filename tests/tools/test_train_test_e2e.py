@@ -99,6 +99,18 @@ def test_train_checkpoint_resume_test(kind, data, tmp_path):
     out = tool('train.py', q_cfg, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
     assert 'resumed epoch: 1' in out
     assert 'already calibrated' in out and 'from 2 batches' not in out
+    if kind == 'retina':
+        # a loss that becomes NaN stops training at once, naming the iteration; no
+        # checkpoint is written from the broken state
+        before = e2.read_bytes()
+        res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'train.py'), str(q_cfg), '--work-dir',
+                              str(tmp_path / 'q'), '--resume', str(e1), '--cfg-options', *q_opts,
+                              'model.detector.bbox_head.loss_cls.loss_weight=nan'],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert res.returncode != 0
+        assert 'NonFiniteLossError' in res.stderr, res.stderr[-800:]
+        assert re.search(r'non-finite loss at iteration \d+ \(epoch 2\)', res.stderr)
+        assert e2.read_bytes() == before
     # 4. COCO evaluation of the fine-tuned int4 checkpoint
     test_opts = ['--cfg-options', *d, *model_opts(kind, 'model.detector.')]
     out = tool('test.py', q_cfg, e2, '--work-dir', tmp_path / 'test', *test_opts)
