@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--work-dir', default='work_dirs/demo')
-    p.add_argument('--num-train', type=int, default=400)
-    p.add_argument('--num-val', type=int, default=80)
+    p.add_argument('--num-train', type=int, default=1000)
+    p.add_argument('--num-val', type=int, default=100)
     p.add_argument('--img-size', type=int, default=128)
-    p.add_argument('--fp-epochs', type=int, default=8)
+    p.add_argument('--fp-epochs', type=int, default=12)
     p.add_argument('--qat-epochs', type=int, default=1)
     return p.parse_args()
 
