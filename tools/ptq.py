@@ -68,7 +68,7 @@ def main():
                                       find_pairs, fold_bn_permanently)
     from fqn_det.dfq.ranges import data_free_ranges
     from fqn_det.engine.hooks.fqn_calibration_hook import calibrate
-    from fqn_det.export.int_model import atomic_write_bytes
+    from fqn_det.utils.atomic import atomic_write_bytes
     from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
     register_all_modules()
     allow_mmengine_checkpoints()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from ..utils.atomic import atomic_write_bytes
 from .graph import IntGraph, Node, TensorQ
 
 FORMAT = 'fqn_det.int'
@@ -47,24 +46,6 @@ def unpack_nibbles(packed: np.ndarray, qmin: int, count: int) -> np.ndarray:
     out[0::2] = packed & 0x0F
     out[1::2] = packed >> 4
     return out[:count] + qmin
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary sibling of ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _npy(a: np.ndarray) -> bytes:

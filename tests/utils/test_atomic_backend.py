@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fqn_det.utils import atomic_backend
+from fqn_det.utils import atomic
 from fqn_det.utils.atomic_backend import AtomicLocalBackend, use_atomic_local_writes
 
 
@@ -26,7 +26,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError('disk full')
 
-    monkeypatch.setattr(atomic_backend.os, 'fsync', boom)
+    monkeypatch.setattr(atomic.os, 'fsync', boom)
     with pytest.raises(OSError):
         AtomicLocalBackend().put(b'new' * 1000, p)
     assert p.read_bytes() == b'old checkpoint'
