@@ -106,7 +106,7 @@ def main():
         data_free_ranges(det)
         model.calibrated.fill_(1)
     else:
-        calibrate(model, model, loader, args.num_batches, model.quant_config.gamma)
+        calibrate(model, model, loader, args.num_batches)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = dict(state_dict=model.state_dict(), meta=dict(ptq=report))

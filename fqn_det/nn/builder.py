@@ -49,7 +49,7 @@ class QBuilder:
 
     def act(self, name: str, sites: int = 1) -> List[ActQuantizer]:
         scheme = self.cfg.act_scheme(name)
-        kw = self.cfg.act_kwargs()
+        kw = self.cfg.act_kwargs(name)
         return [ActQuantizer(scheme, name=name if sites == 1 else f'{name}[site {i}]', **kw)
                 for i in range(sites)]
 

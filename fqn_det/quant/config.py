@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 from .qscheme import MAX_BITS, MIN_BITS, QScheme
 
-_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel'}
+_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel', 'gamma'}
 EMA_STATS = ('percentile', 'minmax')
 
 
@@ -44,6 +44,12 @@ def _check_bool(name: str, v: Any) -> bool:
     return v
 
 
+def _check_gamma(name: str, g: Any) -> float:
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.5 < g <= 1.0:
+        raise ValueError(f'{name} must be in (0.5, 1] (1 = plain min/max), got {g!r}')
+    return g
+
+
 @dataclass
 class QuantConfig:
     """Validated FQN quantization settings (see module docstring for the dict form).
@@ -60,6 +66,8 @@ class QuantConfig:
         freeze_bn (bool): Frozen, folded BN during fine-tuning (default True).
         overrides (list[dict]): Per-module precision by ``fnmatch`` pattern on module
             paths (e.g. ``'backbone.conv1'``, ``'bbox_head.retina_*'``); later entries win.
+            Keys: ``w_bits``, ``a_bits``, ``w_symmetric``, ``a_symmetric``,
+            ``w_per_channel`` and ``gamma`` (that module's calibration percentile).
         dfq_init (bool): DFQ (BN folding, equalization, high-bias absorption) on the
             loaded float weights before calibration and fine-tuning (default False).
     """
@@ -88,10 +96,7 @@ class QuantConfig:
         n = self.calib_batches
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f'quant_cfg.calib.num_batches (n) must be an integer >= 1, got {n!r}')
-        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) \
-                or not 0.5 < self.gamma <= 1.0:
-            raise ValueError(f'quant_cfg.calib.gamma must be in (0.5, 1] '
-                             f'(1 = plain min/max), got {self.gamma!r}')
+        _check_gamma('quant_cfg.calib.gamma', self.gamma)
         if not isinstance(self.hist_bins, int) or self.hist_bins < 1024 or self.hist_bins % 2:
             raise ValueError(f'quant_cfg.calib.bins must be an even integer >= 1024, got {self.hist_bins!r}')
         m = self.ema_momentum
@@ -111,6 +116,8 @@ class QuantConfig:
             for k in ('w_symmetric', 'a_symmetric', 'w_per_channel'):
                 if k in ov:
                     _check_bool(f'quant_cfg.overrides[{i}].{k}', ov[k])
+            if 'gamma' in ov:
+                _check_gamma(f'quant_cfg.overrides[{i}].gamma', ov['gamma'])
         self.overrides = [dict(ov) for ov in self.overrides]
         self._matched: set = set()
 
@@ -149,7 +156,7 @@ class QuantConfig:
     # -- per-module schemes ------------------------------------------------
     def _resolved(self, name: str) -> Dict[str, Any]:
         r = dict(w_bits=self.w_bits, a_bits=self.a_bits, w_symmetric=self.w_symmetric,
-                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel)
+                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel, gamma=self.gamma)
         for i, ov in enumerate(self.overrides):
             if fnmatch.fnmatchcase(name, ov['pattern']):
                 self._matched.add(i)
@@ -164,8 +171,9 @@ class QuantConfig:
         r = self._resolved(name)
         return QScheme(r['a_bits'], r['a_symmetric'], False, 0)
 
-    def act_kwargs(self) -> Dict[str, Any]:
-        return dict(momentum=self.ema_momentum, ema_stat=self.ema_stat, gamma=self.gamma,
+    def act_kwargs(self, name: str = '') -> Dict[str, Any]:
+        """Observer settings of the activation quantizer at ``name`` (``gamma`` may be overridden)."""
+        return dict(momentum=self.ema_momentum, ema_stat=self.ema_stat, gamma=self._resolved(name)['gamma'],
                     hist_bins=self.hist_bins)
 
     def unmatched_overrides(self) -> List[Tuple[int, str]]:

@@ -147,11 +147,21 @@ def test_to_dict_round_trip():
     cfg = QuantConfig.from_dict(dict(
         weight=dict(bits=5, symmetric=True, per_channel=False), act=dict(bits=6),
         calib=dict(num_batches=7, gamma=0.99, bins=1024), ema=dict(momentum=0.2, stat='minmax'),
-        freeze_bn=False, overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8)]))
+        freeze_bn=False, overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8, gamma=1.0)],
+        dfq_init=True))
     d = cfg.to_dict()
     again = QuantConfig.from_dict(d)
     assert again == cfg
     assert again.to_dict() == d
     assert QuantConfig.from_dict(QuantConfig().to_dict()) == QuantConfig()
     # to_dict is a plain nested dict using only the documented keys
-    assert set(d) == {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides'}
+    assert set(d) == {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides', 'dfq_init'}
+
+
+def test_gamma_override_per_module():
+    cfg = QuantConfig.from_dict(dict(calib=dict(gamma=0.999), overrides=[
+        dict(pattern='bbox_head.retina_cls', gamma=1.0)]))
+    assert cfg.act_kwargs('bbox_head.retina_cls')['gamma'] == 1.0
+    assert cfg.act_kwargs('bbox_head.retina_reg')['gamma'] == 0.999
+    with pytest.raises(ValueError, match=r'overrides\[0\]\.gamma'):
+        QuantConfig.from_dict(dict(overrides=[dict(pattern='x', gamma=0.3)]))

@@ -31,7 +31,8 @@ class FQNCalibrationHook(Hook):
     Args:
         num_batches (int, optional): n; defaults to the model's
             ``quant_cfg.calib.num_batches`` (20).
-        gamma (float, optional): Percentile; defaults to ``quant_cfg.calib.gamma``.
+        gamma (float, optional): One percentile for every quantizer; by default each
+            uses its own (``quant_cfg.calib.gamma``, or a per-module ``gamma`` override).
         save_ranges (bool): Write ``calibration_ranges.json`` to the work dir.
     """
 
@@ -56,7 +57,7 @@ class FQNCalibrationHook(Hook):
             runner.logger.info('FQN calibration: model already calibrated (resumed or loaded); skipped')
             return
         n = self.num_batches or model.quant_config.calib_batches
-        gamma = self.gamma if self.gamma is not None else model.quant_config.gamma
+        gamma = self.gamma  # None: each quantizer's own (quant_cfg.calib.gamma or an override)
         if model.quant_config.dfq_init:
             from ...dfq.detector import apply_dfq
             rep = apply_dfq(model.detector)
@@ -71,7 +72,7 @@ class FQNCalibrationHook(Hook):
                 json.dump(ranges, f, indent=1)
 
 
-def calibrate(runner_model, model, dataloader, n: int, gamma: float, logger=None) -> int:
+def calibrate(runner_model, model, dataloader, n: int, gamma: Optional[float] = None, logger=None) -> int:
     """Run FQN calibration; returns the number of batches used.
 
     Args:
@@ -79,7 +80,7 @@ def calibrate(runner_model, model, dataloader, n: int, gamma: float, logger=None
         model: The unwrapped :class:`QuantizedDetector`.
         dataloader: Training dataloader (shuffled).
         n (int): Batches to use.
-        gamma (float): Percentile.
+        gamma (float, optional): Percentile for all quantizers (default: each its own).
         logger: Optional logger.
     """
     was_training = model.training
@@ -114,6 +115,9 @@ def calibrate(runner_model, model, dataloader, n: int, gamma: float, logger=None
         model.train(was_training)
     model.calibrated.fill_(1)
     if logger is not None:
+        overridden = any('gamma' in o for o in model.quant_config.overrides) and gamma is None
+        shown = gamma if gamma is not None else model.quant_config.gamma
         logger.info(f'FQN calibration: {num_q} activation ranges from {used} batches '
-                    f'(gamma={gamma}) in {time.time() - t0:.1f}s')
+                    f'(gamma={shown}{" + per-module overrides" if overridden else ""}) '
+                    f'in {time.time() - t0:.1f}s')
     return used

@@ -80,3 +80,18 @@ def test_bad_arguments(kw, msg):
 def test_needs_a_quantized_model(tmp_path):
     with pytest.raises(TypeError, match='QuantizedDetector'):
         FQNCalibrationHook().before_train(_runner(torch.nn.Linear(2, 2), [], tmp_path))
+
+
+def test_per_module_gamma_override_sets_min_max(tmp_path):
+    model = build_quantized(tiny_model_cfg('retina'), dict(
+        calib=dict(num_batches=2, gamma=0.99), overrides=[dict(pattern='bbox_head.retina_cls', gamma=1.0)]))
+    seen = []
+    conv = model.detector.bbox_head.retina_cls
+    q0 = conv.out_quant[0]
+    handle = q0.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().clone()))
+    FQNCalibrationHook().before_train(_runner(model, [batch(5), batch(5, seed=1)], tmp_path))
+    handle.remove()
+    allx = torch.cat([s.flatten() for s in seen])
+    assert float(q0.max_val) == pytest.approx(float(allx.max()), rel=1e-6)  # min/max, not clipped
+    other = model.detector.bbox_head.retina_reg.out_quant[0]
+    assert other.gamma == 0.99 and q0.gamma == 1.0
