@@ -44,6 +44,45 @@ def _check_bool(name: str, v: Any) -> bool:
     return v
 
 
+def _scalar(v: str) -> Any:
+    low = v.strip().lower()
+    if low in ('true', 'false'):
+        return low == 'true'
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    raise ValueError(f'quant_cfg.overrides: cannot read value {v!r}')
+
+
+def parse_overrides(text: str) -> List[Dict[str, Any]]:
+    """``'pat:key=val,key=val;pat2:key=val'`` -> override dicts (for ``--cfg-options``).
+
+    mmengine's ``--cfg-options`` cannot parse ``dict(...)``, so overrides can be
+    given as e.g. ``model.quant_cfg.overrides='bbox_head.retina_cls:gamma=1.0;backbone.conv1:w_bits=8'``.
+    """
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(';'))):
+        if ':' not in part:
+            raise ValueError(f'quant_cfg.overrides entry {part!r} must look like "pattern:key=value,..."')
+        pattern, body = part.split(':', 1)
+        ov: Dict[str, Any] = dict(pattern=pattern.strip())
+        for kv in filter(None, (x.strip() for x in body.split(','))):
+            if '=' not in kv:
+                raise ValueError(f'quant_cfg.overrides entry {part!r}: {kv!r} is not key=value')
+            k, v = kv.split('=', 1)
+            ov[k.strip()] = _scalar(v)
+        out.append(ov)
+    return out
+
+
+def _overrides_arg(v: Any) -> Any:
+    if v is None:
+        return []
+    return v if isinstance(v, str) else list(v)
+
+
 def _check_gamma(name: str, g: Any) -> float:
     if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.5 < g <= 1.0:
         raise ValueError(f'{name} must be in (0.5, 1] (1 = plain min/max), got {g!r}')
@@ -104,6 +143,8 @@ class QuantConfig:
             raise ValueError(f'quant_cfg.ema.momentum must be in (0, 1), got {m!r}')
         if self.ema_stat not in EMA_STATS:
             raise ValueError(f'quant_cfg.ema.stat must be one of {EMA_STATS}, got {self.ema_stat!r}')
+        if isinstance(self.overrides, str):
+            self.overrides = parse_overrides(self.overrides)
         if not isinstance(self.overrides, (list, tuple)):
             raise ValueError(f'quant_cfg.overrides must be a list of dicts, got {type(self.overrides).__name__}')
         for i, ov in enumerate(self.overrides):
@@ -142,7 +183,7 @@ class QuantConfig:
             calib_batches=c.get('num_batches', d.calib_batches), gamma=c.get('gamma', d.gamma),
             hist_bins=c.get('bins', d.hist_bins),
             ema_momentum=e.get('momentum', d.ema_momentum), ema_stat=e.get('stat', d.ema_stat),
-            freeze_bn=cfg.get('freeze_bn', d.freeze_bn), overrides=list(cfg.get('overrides') or []),
+            freeze_bn=cfg.get('freeze_bn', d.freeze_bn), overrides=_overrides_arg(cfg.get('overrides')),
             dfq_init=cfg.get('dfq_init', d.dfq_init))
 
     def to_dict(self) -> dict:

@@ -165,3 +165,14 @@ def test_gamma_override_per_module():
     assert cfg.act_kwargs('bbox_head.retina_reg')['gamma'] == 0.999
     with pytest.raises(ValueError, match=r'overrides\[0\]\.gamma'):
         QuantConfig.from_dict(dict(overrides=[dict(pattern='x', gamma=0.3)]))
+
+
+def test_overrides_from_a_command_line_string():
+    cfg = QuantConfig.from_dict(dict(overrides='bbox_head.retina_cls:gamma=1.0; backbone.conv1:w_bits=8,a_bits=8,'
+                                               'w_symmetric=true'))
+    assert cfg.overrides == [dict(pattern='bbox_head.retina_cls', gamma=1.0),
+                             dict(pattern='backbone.conv1', w_bits=8, a_bits=8, w_symmetric=True)]
+    for bad, msg in (('backbone.conv1', 'pattern:key=value'), ('a:w_bits', 'not key=value'),
+                     ('a:w_bits=x', 'cannot read'), ('a:w_bitz=8', "'w_bitz'"), ('a:w_bits=9', 'w_bits')):
+        with pytest.raises(ValueError, match=msg):
+            QuantConfig.from_dict(dict(overrides=bad))
