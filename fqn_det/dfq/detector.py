@@ -56,7 +56,7 @@ def get_wb(m: Layer) -> Tuple[Tensor, Tensor]:
     else:
         w, b = m.linear.weight, m.linear.bias
     w = w.detach().clone()
-    b = torch.zeros(w.shape[0]) if b is None else b.detach().clone()
+    b = w.new_zeros(w.shape[0]) if b is None else b.detach().clone()
     return w, b
 
 
@@ -71,7 +71,8 @@ def set_wb(m: Layer, w: Tensor, b: Tensor) -> None:
         elif mod.bias is not None:
             mod.bias.copy_(b)
         elif torch.any(b != 0):
-            mod.bias = nn.Parameter(b.clone())
+            raise DFQError(f'{type(m).__name__} has neither a bias nor a BN to hold the new bias '
+                           '(adding one would change the checkpoint keys)')
 
 
 def fold_bn_permanently(model: nn.Module) -> int:

@@ -18,7 +18,7 @@ from ..export.detectors import walk_detector
 from .detector import get_wb
 from .stats import relu_moments
 
-Stats = Tuple[Tensor, Tensor]  # per-channel mean, variance
+Stats = Tuple[Tensor, Tensor, bool]  # per-channel mean, variance; known non-negative
 
 
 class _StatsWalker:
@@ -27,41 +27,42 @@ class _StatsWalker:
         self.feats = []
 
     def _set(self, q, st: Stats, relu: bool) -> None:
-        mean, var = st
+        mean, var = st[0], st[1]
         std = var.clamp(min=0).sqrt()
         lo, hi = float((mean - self.k * std).min()), float((mean + self.k * std).max())
-        if relu:
+        if relu or st[2]:
             lo, hi = 0.0, max(hi, 1e-6)
         q.set_range(torch.tensor(min(lo, 0.0)), torch.tensor(max(hi, 1e-6)))
 
     def _relu(self, st: Stats, relu: bool) -> Stats:
         if not relu:
             return st
-        return relu_moments(st[0], st[1].clamp(min=0).sqrt())
+        return (*relu_moments(st[0], st[1].clamp(min=0).sqrt()), True)
 
     def input(self, name, q):
-        st = (torch.zeros(3), torch.ones(3))
+        st = (torch.zeros(3), torch.ones(3), False)
         self._set(q, st, False)
         return st
 
     def int_input(self, name, q):
         mean = torch.stack([f[0] for f in self.feats]).mean(0)
         var = torch.stack([f[1] for f in self.feats]).mean(0)
-        self._set(q, (mean, var), False)
-        return (mean, var)
+        nonneg = all(f[2] for f in self.feats)
+        self._set(q, (mean, var, nonneg), False)
+        return (mean, var, nonneg)
 
     def _weighted(self, m, x: Stats, site: int) -> Stats:
         pre = getattr(m, 'dfq_stats', None)
         if pre is not None:
-            pre = (pre[0], pre[1] ** 2)
+            pre = (pre[0], pre[1] ** 2, False)
         else:
             w, b = get_wb(m)
             w2 = w.reshape(w.shape[0], w.shape[1], -1)
-            mean_in, var_in = x
+            mean_in, var_in = x[0], x[1]
             if mean_in.numel() != w2.shape[1]:  # flattened (C, H, W) -> C*H*W features
                 rep = w2.shape[1] // mean_in.numel()
                 mean_in, var_in = mean_in.repeat_interleave(rep), var_in.repeat_interleave(rep)
-            pre = (w2.sum(2) @ mean_in + b, (w2 ** 2).sum(2) @ var_in)
+            pre = (w2.sum(2) @ mean_in + b, (w2 ** 2).sum(2) @ var_in, False)
         self._set(m.out_quant[site], pre, m.relu)
         return self._relu(pre, m.relu)
 
@@ -71,7 +72,7 @@ class _StatsWalker:
     linear = conv
 
     def add(self, m, a, b, site=0):
-        st = (a[0] + b[0], a[1] + b[1])
+        st = (a[0] + b[0], a[1] + b[1], a[2] and b[2])
         self._set(m.out_quant[site], st, m.relu)
         return self._relu(st, m.relu)
 

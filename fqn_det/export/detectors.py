@@ -72,24 +72,24 @@ def export_rpn_head(b: GraphBuilder, head: QRPNHead, feats: List[str]) -> None:
 
 
 def export_bbox_head(b: GraphBuilder, head: QConvFCBBoxHead, x: str) -> None:
+    """Mirrors ``QConvFCBBoxHead.forward``: flatten wherever a linear meets a 4-D tensor."""
     for conv in head.shared_convs:
         x = b.conv(conv, x)
+    flat = False
     if len(head.shared_fcs):
-        x = b.flatten(x, 'roi_head.bbox_head.flatten')
+        x, flat = b.flatten(x, 'roi_head.bbox_head.flatten'), True
         for fc in head.shared_fcs:
             x = b.linear(fc, x)
     branches = {}
     for branch in ('cls', 'reg'):
-        y = x
+        y, y_flat = x, flat
         for conv in getattr(head, f'{branch}_convs'):
-            y = b.conv(conv, y)
-        if len(getattr(head, f'{branch}_convs')):
+            y, y_flat = b.conv(conv, y), False
+        if not y_flat:
             y = b.flatten(y, f'roi_head.bbox_head.{branch}_flatten')
         for fc in getattr(head, f'{branch}_fcs'):
             y = b.linear(fc, y)
         branches[branch] = y
-    if not len(head.shared_fcs) and not len(head.cls_fcs):
-        raise ExportError('box heads without FC layers are not supported')
     b.output(b.linear(head.fc_cls, branches['cls']), 'cls_score', 'cls_score')
     b.output(b.linear(head.fc_reg, branches['reg']), 'bbox_pred', 'bbox_pred')
 
@@ -105,9 +105,9 @@ def walk_detector(det, b, roi_b=None) -> bool:
         return False
     if isinstance(getattr(det, 'rpn_head', None), QRPNHead):
         export_rpn_head(b, det.rpn_head, feats)
-        for f in feats:  # integer features for RoIAlign
-            b.int_output(f, 'feats')
         ext = det.roi_head.bbox_roi_extractor
+        for f in feats[:ext.num_inputs]:  # the integer features RoIAlign reads (as mmdet's x[:num_inputs])
+            b.int_output(f, 'feats')
         export_bbox_head(roi_b, det.roi_head.bbox_head, roi_b.int_input('roi_feats', ext.out_quant))
         return True
     raise ExportError(f'no integer export for detector {type(det).__name__}')

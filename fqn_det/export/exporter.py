@@ -64,6 +64,7 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
     if 'roi' in graphs:
         meta['roi_align'] = dict(roi_meta(model.detector.roi_head.bbox_roi_extractor), weight_bits=WEIGHT_BITS)
     out_dir = Path(out_dir)
+    old = out_dir.with_name(f'.{out_dir.name}.old')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
@@ -79,16 +80,16 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         report = make_report(graphs, files, fp32_checkpoint_bytes(model), meta)
         (tmp / 'report.json').write_text(json.dumps(report, indent=1))
         (tmp / 'report.md').write_text(report_markdown(report))
+        old = out_dir.with_name(f'.{out_dir.name}.old')
         if out_dir.exists():
-            old = out_dir.with_name(f'.{out_dir.name}.old')
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not out_dir.exists() and old.exists():
+            old.rename(out_dir)  # put the previous export back
         raise
     return report
 

@@ -73,5 +73,5 @@ class IntGraph:
         for n in self.nodes:
             if n.op in ('conv', 'linear'):
                 t = self.tensors[n.outputs[0]]
-                out.append((n.name, n.op, int(n.attrs['w_bits']), int(np.log2(t.qmax - t.qmin + 1))))
+                out.append((n.name, n.op, int(n.attrs['w_bits']), int(np.ceil(np.log2(t.qmax - t.qmin + 1)))))
         return out

@@ -147,6 +147,6 @@ def load_int_model(path) -> Tuple[Dict[str, IntGraph], Dict[str, Any]]:
                                          gd['inputs'], gd['outputs'], gd['output_groups'])
     except IntModelFormatError:
         raise
-    except (zipfile.BadZipFile, KeyError, EOFError, ValueError, OSError, json.JSONDecodeError) as e:
+    except (zipfile.BadZipFile, KeyError, EOFError, ValueError, OSError, TypeError, AttributeError) as e:
         raise IntModelFormatError(f'{path}: truncated or corrupt integer model ({type(e).__name__}: {e})') from e
     return graphs, header['meta']

@@ -65,6 +65,9 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
         strides: Feature strides per level.
         output_size: ``(out_h, out_w)``.
     """
+    if not len(feats) == len(feat_q) == len(strides):
+        raise ValueError(f'integer_roi_align got {len(feats)} feature maps, {len(feat_q)} quantizations and '
+                         f'{len(strides)} strides; they must match')
     out_h, out_w = output_size
     c = feats[0].shape[1]
     out = torch.full((rois.shape[0], c, out_h, out_w), out_q.zero_point, dtype=torch.int64)
@@ -124,6 +127,8 @@ def _axis(v: Tensor, size: int):
 def roi_meta(ext) -> dict:
     """The RoIAlign settings of an mmdet ``SingleRoIExtractor`` (for the model file)."""
     layer = ext.roi_layers[0]
+    if getattr(layer, 'pool_mode', 'avg') != 'avg':
+        raise ValueError(f'integer RoIAlign supports pool_mode="avg" only, got {layer.pool_mode!r}')
     size = layer.output_size
     return dict(output_size=list(size) if isinstance(size, (tuple, list)) else [size, size],
                 sampling_ratio=int(layer.sampling_ratio), aligned=bool(layer.aligned),

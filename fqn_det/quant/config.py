@@ -141,6 +141,9 @@ class QuantConfig:
         m = self.ema_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 < m < 1.0:
             raise ValueError(f'quant_cfg.ema.momentum must be in (0, 1), got {m!r}')
+        if self.dfq_init and not self.freeze_bn:
+            raise ValueError('quant_cfg.dfq_init=True needs freeze_bn=True: DFQ folds BN for good, and '
+                             'batch-statistics folding (freeze_bn=False) would undo the equalization')
         if self.ema_stat not in EMA_STATS:
             raise ValueError(f'quant_cfg.ema.stat must be one of {EMA_STATS}, got {self.ema_stat!r}')
         if isinstance(self.overrides, str):
@@ -166,7 +169,7 @@ class QuantConfig:
     def from_dict(cls, cfg: Mapping | None) -> 'QuantConfig':
         """Build from the nested dict form; unknown keys raise ``ValueError``."""
         if isinstance(cfg, QuantConfig):
-            return cfg
+            return cls.from_dict(cfg.to_dict())  # a fresh copy: override matching is per conversion
         cfg = dict(cfg or {})
         _check_keys('', cfg, {'weight', 'act', 'calib', 'ema', 'freeze_bn', 'overrides', 'dfq_init'})
         w, a = dict(cfg.get('weight') or {}), dict(cfg.get('act') or {})

@@ -140,7 +140,7 @@ class ActQuantizer(nn.Module):
     def _observe(self, x: Tensor) -> None:
         # One reduction over the whole tensor: the percentile statistic only
         # reads a subsample and would let a NaN/inf through.
-        if not torch.isfinite(x.detach().sum()):
+        if not torch.isfinite(x.detach().sum(dtype=torch.float32)):  # fp16 sums overflow
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}')
         lo, hi = batch_range(x, self.ema_stat, self.gamma)
         if self.initialized:

@@ -122,7 +122,9 @@ def batch_range(x: Tensor, stat: str, gamma: float) -> Tuple[Tensor, Tensor]:
     if stat == 'minmax' or gamma >= 1.0:
         lo, hi = torch.aminmax(flat)
         return lo.float(), hi.float()
-    step = max(1, flat.numel() // EMA_SAMPLE)
+    # An odd stride: a stride sharing a factor with the (often power-of-two) row
+    # width would sample the same few image columns every time.
+    step = max(1, flat.numel() // EMA_SAMPLE) | 1
     sample = flat[::step].float()
     n = sample.numel()
     k_lo = max(1, min(n, int(math.floor((1.0 - gamma) * (n - 1))) + 1))

@@ -123,6 +123,7 @@ def test_data_free_ranges_initialize_every_quantizer(kind):
     assert qs and all(bool(q.initialized) for _, q in qs)
     assert all(torch.isfinite(q.scale) and float(q.scale) > 0 for _, q in qs)
     assert float(model.detector.backbone.layer1[0].conv1.out_quant[0].min_val) == 0.0  # ReLU output
+    assert float(model.detector.backbone.maxpool.out_quant[0].min_val) == 0.0  # max-pool of a ReLU output
     model.calibrated.fill_(1)
     with torch.no_grad():
         out = model.test_step(batch(5, n=1, size=64))

@@ -127,3 +127,35 @@ def test_integer_roi_align_matches_float_roi_align():
     refq = torch.round(ref / out_q.scale + out_q.zero_point).clamp(0, 15).long()
     same, worst = _agreement([(refq, res)])
     assert same >= 0.999 and worst <= 1, (same, worst)
+
+
+def test_roi_align_feature_levels_match_the_extractor():
+    model = build_quantized(tiny_model_cfg('faster'))
+    from conftest import calibrate_on as _cal
+    _cal(model, batch(5, n=1, size=64))
+    g = build_graphs(model)['features']
+    assert len(g.output_groups['feats']) == model.detector.roi_head.bbox_roi_extractor.num_inputs == 4
+    t = TensorQ(0.1, 0, 0, 15)
+    with pytest.raises(ValueError, match='must match'):
+        integer_roi_align([torch.zeros(1, 4, 8, 8, dtype=torch.long)] * 5, [t] * 5,
+                          torch.tensor([[0.0, 0, 0, 1000, 1000]]), t, [4, 8, 16, 32], (7, 7))
+
+
+@pytest.mark.parametrize('head', [dict(num_shared_fcs=0, num_cls_fcs=1, num_reg_fcs=1),
+                                  dict(num_shared_fcs=0, num_cls_fcs=1, num_reg_fcs=0)])
+def test_box_heads_without_shared_fcs_export_and_match(head):
+    cfg = tiny_model_cfg('faster')
+    cfg.roi_head.bbox_head = dict(cfg.roi_head.bbox_head, type='ConvFCBBoxHead', **head)
+    model = build_quantized(cfg)
+    calibrate_on(model, batch(5, n=1, size=96))
+    model.eval()
+    det = model.detector
+    roi_feats = torch.rand(6, 16, 7, 7)
+    q = det.roi_head.bbox_roi_extractor.out_quant
+    with torch.no_grad():
+        cls, reg = det.roi_head.bbox_head(q(roi_feats))
+    out = IntegerEngine(build_graphs(model)['roi']).run({'roi_feats': _ints(q(roi_feats), q)})
+    bh = det.roi_head.bbox_head
+    same, worst = _agreement([(_ints(cls, bh.fc_cls.out_quant[0]), out['_int']['cls_score']),
+                              (_ints(reg, bh.fc_reg.out_quant[0]), out['_int']['bbox_pred'])])
+    assert same >= 0.999 and worst <= 1

@@ -37,8 +37,16 @@ def test_from_dict_values():
 
 
 def test_from_dict_accepts_config_instance():
-    cfg = QuantConfig(w_bits=8)
-    assert QuantConfig.from_dict(cfg) is cfg
+    cfg = QuantConfig(w_bits=8, overrides=[dict(pattern='a', w_bits=6)])
+    cfg.weight_scheme('a')  # marks the override as matched
+    again = QuantConfig.from_dict(cfg)
+    assert again == cfg and again is not cfg
+    assert again.unmatched_overrides() == [(0, 'a')]  # matching starts afresh for each conversion
+
+
+def test_dfq_init_needs_frozen_bn():
+    with pytest.raises(ValueError, match='dfq_init=True needs freeze_bn=True'):
+        QuantConfig.from_dict(dict(freeze_bn=False, dfq_init=True))
 
 
 @pytest.mark.parametrize('cfg, setting', [
@@ -147,7 +155,7 @@ def test_to_dict_round_trip():
     cfg = QuantConfig.from_dict(dict(
         weight=dict(bits=5, symmetric=True, per_channel=False), act=dict(bits=6),
         calib=dict(num_batches=7, gamma=0.99, bins=1024), ema=dict(momentum=0.2, stat='minmax'),
-        freeze_bn=False, overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8, gamma=1.0)],
+        freeze_bn=True, overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8, gamma=1.0)],
         dfq_init=True))
     d = cfg.to_dict()
     again = QuantConfig.from_dict(d)

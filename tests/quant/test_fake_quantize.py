@@ -369,3 +369,10 @@ def test_abort_calibration_keeps_ranges():
     q.eval()
     with pytest.raises(NotCalibratedError):
         q(torch.randn(5))
+
+
+def test_fp16_activations_do_not_raise_a_false_nan_error():
+    q = ActQuantizer(QScheme(4), name='amp').train()
+    x = torch.full((1, 8, 128, 128), 0.5, dtype=torch.float16)  # sums past fp16's 65504
+    q(x)
+    assert bool(q.initialized)
