@@ -10,7 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fqn_det.utils.cli import add_common_args, build_runner, load_config  # noqa: E402
+from fqn_det.utils.cli import (add_common_args, build_runner, is_exported_model, load_config,  # noqa: E402
+                               use_exported_model)
 
 
 def parse_args():
@@ -28,16 +29,10 @@ def main():
     args = parse_args()
     cfg = load_config(args)
     ckpt = Path(args.checkpoint)
-    exported = ckpt.suffix in ('.fqnint', '.onnx') or (ckpt / 'model.fqnint').is_file()
     if not ckpt.exists():
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
-    if exported:
-        # An exported integer model: integer engine (.fqnint / export dir) or onnxruntime (.onnx).
-        backend = 'onnxruntime' if ckpt.suffix == '.onnx' else 'engine'
-        det = cfg.model.get('detector', cfg.model)
-        cfg.model = dict(type='IntegerDetector', model_file=str(ckpt), backend=backend,
-                         test_cfg=det.get('test_cfg'))
-        cfg.load_from = None
+    if is_exported_model(ckpt):
+        use_exported_model(cfg, ckpt)  # integer engine (.fqnint / export dir) or onnxruntime (.onnx)
     elif not ckpt.is_file():
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
     else:

@@ -47,3 +47,19 @@ def build_runner(cfg: Config):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def is_exported_model(path) -> bool:
+    """An exported integer model (``.fqnint``, ``.onnx`` or an export directory)?"""
+    from pathlib import Path
+    p = Path(path)
+    return p.suffix in ('.fqnint', '.onnx') or (p / 'model.fqnint').is_file()
+
+
+def use_exported_model(cfg: Config, path) -> None:
+    """Evaluate ``path`` (integer engine for .fqnint / export dirs, onnxruntime for .onnx) with ``cfg``."""
+    from pathlib import Path
+    backend = 'onnxruntime' if Path(path).suffix == '.onnx' else 'engine'
+    det = cfg.model.get('detector', cfg.model)
+    cfg.model = dict(type='IntegerDetector', model_file=str(path), backend=backend, test_cfg=det.get('test_cfg'))
+    cfg.load_from = None
