@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import os.path as osp
 
@@ -19,6 +20,33 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def check_option_keys(cfg: Config, options: dict) -> None:
+    """Refuse a ``--cfg-options`` key that is absent but a near miss of an existing one.
+
+    mmengine adds unknown keys silently, so ``train_cfg.max_epoch=3`` would train
+    for the configured number of epochs. Keys with no close sibling (genuinely
+    new settings) are allowed.
+    """
+    root = dict(cfg.items())  # Config itself is not a dict
+    for key in options:
+        node, path = root, []
+        for part in key.split('.'):
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                node = node[int(part)] if int(part) < len(node) else None
+            elif isinstance(node, dict):
+                if part not in node:
+                    close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.75)
+                    if close:
+                        where = '.'.join(path) or 'the config'
+                        raise SystemExit(f"error: --cfg-options key '{key}': {where} has no '{part}'; "
+                                         f"did you mean '{close[0]}'?")
+                    break
+                node = node[part]
+            else:
+                break
+            path.append(part)
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """Config from ``args.config`` with ``--cfg-options``, launcher and work dir applied."""
     if 'LOCAL_RANK' not in os.environ:
@@ -28,6 +56,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_option_keys(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
