@@ -12,4 +12,5 @@ quant_cfg = dict(
     overrides=[],  # e.g. [dict(pattern='backbone.conv1', w_bits=8, a_bits=8)]
 )
 
-custom_hooks = [dict(type='FQNCalibrationHook'), dict(type='FQNNaNGuardHook')]
+# calibration before QAT; stop on a NaN loss; RNG states in checkpoints (exact --resume)
+custom_hooks = [dict(type='FQNCalibrationHook'), dict(type='FQNNaNGuardHook'), dict(type='FQNRNGStateHook')]

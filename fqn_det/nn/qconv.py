@@ -99,6 +99,11 @@ class QConv2d(nn.Module):
             return self.conv.weight, self.conv.bias
         return fold_bn(self.conv.weight, self.conv.bias, self.bn)
 
+    @torch.no_grad()
+    def refresh_weight_qparams(self) -> None:
+        """Recompute the weight quantizer's scale/zero-point from the current weights."""
+        self.w_quant(self.folded_weight_bias()[0])
+
     def _conv(self, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
         c = self.conv
         return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
@@ -145,6 +150,11 @@ class QLinear(nn.Module):
         self.w_quant = w_quant
         self.out_quant = nn.ModuleList(out_quant)
         self.in_quants: list = []
+
+    @torch.no_grad()
+    def refresh_weight_qparams(self) -> None:
+        """Recompute the weight quantizer's scale/zero-point from the current weights."""
+        self.w_quant(self.linear.weight)
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq = self.w_quant(self.linear.weight)
@@ -198,3 +208,19 @@ class QUpsampleNearest(nn.Module):
 
     def forward(self, x: Tensor, size, site: int = 0) -> Tensor:
         return self.out_quant[site](F.interpolate(x, size=size, mode='nearest'))
+
+
+def refresh_weight_qparams(model: nn.Module) -> int:
+    """Bring every weight quantizer's buffers up to date with the weights.
+
+    Weight scales are computed in the forward pass, so after an optimizer step
+    they describe the previous weights until the next forward. Call this before
+    saving, so a checkpoint's quantizer buffers match its weights. Returns the
+    number of layers refreshed.
+    """
+    n = 0
+    for m in model.modules():
+        if isinstance(m, (QConv2d, QLinear)):
+            m.refresh_weight_qparams()
+            n += 1
+    return n

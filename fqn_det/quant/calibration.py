@@ -6,6 +6,7 @@ from typing import Iterator, List, Tuple
 
 from torch import nn
 
+from .distributed import sync_histograms
 from .fake_quantize import ActQuantizer
 
 
@@ -29,7 +30,11 @@ def finish_calibration(model: nn.Module, gamma: float | None = None) -> List[str
 
     A quantizer that saw nothing (e.g. a branch no calibration batch reached)
     keeps no range; it is initialized by the first training batch instead.
+    In a distributed run the histograms of all ranks are merged first, so every
+    rank sets the same ranges (those of the union of all ranks' batches).
     """
+    quantizers = [q for _, q in iter_act_quantizers(model) if q._hist is not None]
+    sync_histograms([q._hist for q in quantizers])
     unseen = [name for name, q in iter_act_quantizers(model) if not q.finish_calibration(gamma)]
     if unseen:
         warnings.warn(f'{len(unseen)} activation quantizer(s) saw no calibration data and will be '

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .distributed import reduce_batch_range
 from .functional import calc_qparams, fake_quantize
 from .observers import NonFiniteActivationError, StreamingHistogram, batch_range
 from .qscheme import QScheme
@@ -143,6 +144,8 @@ class ActQuantizer(nn.Module):
         if not torch.isfinite(x.detach().sum(dtype=torch.float32)):  # fp16 sums overflow
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}')
         lo, hi = batch_range(x, self.ema_stat, self.gamma)
+        # identical updates on every data-parallel rank (no-op in a single process)
+        lo, hi = reduce_batch_range(lo, hi, exact_extremes=self.ema_stat == 'minmax' or self.gamma >= 1.0)
         if self.initialized:
             lo = torch.lerp(self.min_val, lo.to(self.min_val), self.momentum)
             hi = torch.lerp(self.max_val, hi.to(self.max_val), self.momentum)

@@ -8,7 +8,9 @@ an exact percentile costs unbounded memory (and ``torch.quantile`` refuses
 tensors over 16M elements), so :class:`StreamingHistogram` keeps a fixed number
 of bins on a zero-anchored grid whose bin width doubles (merging bin pairs
 exactly) whenever new data falls outside it. The percentile error is then at
-most one bin, ``max|x| / bins_per_side``.
+most one bin, ``max|x| / bins_per_side``. Bin widths are powers of two, so the
+histograms of several processes (or of several shards of the data) merge
+exactly: grow each to the widest, then add the counts (:meth:`grow_to`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ class StreamingHistogram:
     Bin ``k`` (``-bins_per_side <= k < bins_per_side``) counts values in
     ``[k * width, (k + 1) * width)``. When a value with ``|x| >= bins_per_side *
     width`` arrives, the width doubles and bin pairs ``(2j, 2j + 1)`` merge into
-    bin ``j``; no count is ever interpolated.
+    bin ``j``; no count is ever interpolated. The width is always a power of two
+    (the smallest that covers the data), so it depends only on the largest
+    magnitude seen, not on the order the data came in.
 
     Args:
         bins_per_side (int): Bins on each side of zero; at least 1024 (the
@@ -77,13 +81,22 @@ class StreamingHistogram:
         amax = max(-lo, hi)
         b = self.bins_per_side
         if self.width is None:
-            # A little headroom so the first batch's maximum falls inside the grid.
-            self.width = max(amax, 1e-8) * (1.0 + 1e-6) / b
+            self.width = covering_width(amax, b)
         while amax >= b * self.width:
             self._grow()
         # Bin on the tensor's own device; only the 2*b counts come back.
         idx = torch.floor(x / self.width).long().add_(b).clamp_(0, 2 * b - 1)
         self.counts += torch.bincount(idx, minlength=2 * b).double().cpu()
+
+    def grow_to(self, width: float) -> None:
+        """Coarsen to ``width`` (a power-of-two multiple of the current width) by exact merging."""
+        if self.width is None:
+            self.width = width
+            return
+        if width < self.width or math.frexp(width / self.width)[0] != 0.5:
+            raise ValueError(f'cannot grow a histogram of bin width {self.width} to {width}')
+        while self.width < width:
+            self._grow()
 
     def quantile(self, q: float) -> float:
         """The ``q``-quantile (0..1) of everything seen, interpolated inside its bin."""
@@ -109,6 +122,14 @@ class StreamingHistogram:
     def percentile_range(self, gamma: float) -> Tuple[float, float]:
         """The ``[1 - gamma, gamma]`` quantiles; ``gamma == 1`` gives min and max."""
         return self.quantile(1.0 - gamma), self.quantile(gamma)
+
+
+def covering_width(amax: float, bins_per_side: int) -> float:
+    """The smallest power-of-two bin width whose grid holds ``|x| <= amax``."""
+    w = 2.0 ** math.ceil(math.log2(max(amax, 1e-30) / bins_per_side))
+    while amax >= bins_per_side * w:  # log2 rounding at exact powers of two
+        w *= 2.0
+    return w
 
 
 def batch_range(x: Tensor, stat: str, gamma: float) -> Tuple[Tensor, Tensor]:

@@ -71,8 +71,10 @@ def build_runner(cfg: Config):
 
     from .atomic_backend import use_atomic_local_writes
     from .checkpoint import allow_mmengine_checkpoints
+    from .dist_env import prepare_cpu_distributed
     allow_mmengine_checkpoints()
     use_atomic_local_writes()
+    prepare_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

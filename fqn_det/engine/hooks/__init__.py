@@ -1,4 +1,5 @@
 from .fqn_calibration_hook import FQNCalibrationHook, calibrate
 from .nan_guard_hook import FQNNaNGuardHook, NonFiniteLossError
+from .rng_state_hook import FQNRNGStateHook
 
-__all__ = ['FQNCalibrationHook', 'calibrate', 'FQNNaNGuardHook', 'NonFiniteLossError']
+__all__ = ['FQNCalibrationHook', 'calibrate', 'FQNNaNGuardHook', 'NonFiniteLossError', 'FQNRNGStateHook']

@@ -14,7 +14,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 from mmdet.registry import HOOKS
 
+from ...nn import refresh_weight_qparams
 from ...quant import iter_act_quantizers, start_calibration
+from ...quant.distributed import assert_ranks_agree
 from ...quant.calibration import abort_calibration, finish_calibration
 
 
@@ -64,12 +66,37 @@ class FQNCalibrationHook(Hook):
             runner.logger.info(f'DFQ initialization: {len(rep.pairs)} pairs equalized in {rep.sweeps} sweeps, '
                                f'{len(rep.absorbed)} high biases absorbed')
         calibrate(runner.model, model, runner.train_dataloader, n, gamma, runner.logger)
+        assert_ranks_agree(model.detector, 'calibrated activation ranges')  # no-op in one process
         if self.save_ranges and is_main_process():
             ranges = {name: dict(min=float(q.min_val), max=float(q.max_val), scale=float(q.scale),
                                  zero_point=int(q.zero_point), bits=q.scheme.bits)
                       for name, q in iter_act_quantizers(model.detector) if q.initialized}
             with open(osp.join(runner.work_dir, 'calibration_ranges.json'), 'w') as f:
                 json.dump(ranges, f, indent=1)
+
+
+    def after_train_epoch(self, runner) -> None:
+        """Distributed runs: every rank must hold the same ranges before the epoch's checkpoint.
+
+        Runs on all ranks before mmengine's CheckpointHook (rank 0 only saves), so
+        a checkpoint always equals what every rank holds.
+        """
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if hasattr(model, 'detector'):
+            refresh_weight_qparams(model.detector)
+            assert_ranks_agree(model.detector, 'activation ranges at checkpoint time')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Weight scales/zero-points in the checkpoint match its weights (not the pre-step ones).
+
+        Rank 0 only (mmengine saves there); no collective here.
+        """
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if hasattr(model, 'detector') and refresh_weight_qparams(model.detector):
+            sd = checkpoint['state_dict']
+            for k, v in model.state_dict().items():
+                if '.w_quant.' in k and k in sd:
+                    sd[k] = v.detach().cpu().clone()
 
 
 def calibrate(runner_model, model, dataloader, n: int, gamma: Optional[float] = None, logger=None) -> int:
