@@ -11,15 +11,16 @@ one process, interleaved, on the same input: ratios are measured side by side.
 """
 import argparse
 import io
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine  # noqa: E402
 
 
 def parse_args():
@@ -30,22 +31,6 @@ def parse_args():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--out', help='write the results markdown here')
     return p.parse_args()
-
-
-def machine() -> str:
-    cpu = 'unknown CPU'
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-    import torch
-    return (f'{cpu}; {subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()} cores; '
-            f'{platform.platform()}; Python {platform.python_version()}; torch {torch.__version__}; '
-            f'onnxruntime {onnxruntime.__version__}')
 
 
 class FloatBody:

@@ -28,19 +28,6 @@ def parse_args():
     return p.parse_args()
 
 
-def data_options(data: Path, img_size: int) -> dict:
-    opts = {}
-    for split in ('train', 'val', 'test'):
-        opts[f'{split}_dataloader.dataset.data_root'] = str(data) + '/'
-        opts[f'{split}_dataloader.num_workers'] = 2
-    for ev in ('val', 'test'):
-        opts[f'{ev}_evaluator.ann_file'] = str(data / 'annotations' / 'instances_val.json')
-    for pipe, idx in (('train_dataloader.dataset.pipeline', 2), ('val_dataloader.dataset.pipeline', 1),
-                      ('test_dataloader.dataset.pipeline', 1)):
-        opts[f'{pipe}.{idx}.scale'] = (img_size, img_size)
-    return opts
-
-
 def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None) -> dict:
     from mmengine.config import Config
 
@@ -79,12 +66,12 @@ def main():
     wd = (ROOT / args.work_dir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    from fqn_det.datasets import generate_synthetic_coco
+    from fqn_det.datasets import generate_synthetic_coco, synthetic_data_options
     print(f'[demo 1/5] dataset ({args.num_train} train / {args.num_val} val, {args.img_size}px)')
     data = wd / 'data'
     generate_synthetic_coco(data, num_train=args.num_train, num_val=args.num_val,
                             img_size=args.img_size, seed=0)
-    opts = data_options(data, args.img_size)
+    opts = synthetic_data_options(data, args.img_size)
 
     fp_ckpt = wd / 'fp32.pth'
     if fp_ckpt.is_file():

@@ -61,15 +61,13 @@ def main():
     import torch
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.runner import load_checkpoint
 
     import fqn_det  # noqa: F401
-    from fqn_det.dfq.detector import (analytic_bias_correction, apply_dfq, empirical_bias_correction,
-                                      find_pairs, fold_bn_permanently)
-    from fqn_det.dfq.ranges import data_free_ranges
-    from fqn_det.engine.hooks.fqn_calibration_hook import calibrate
+    from fqn_det.dfq.ptq import batch_runner, post_training_quantize
     from fqn_det.utils.atomic import atomic_write_bytes
     from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
+    from fqn_det.utils.dataset_check import checked_build_dataloader
     register_all_modules()
     allow_mmengine_checkpoints()
     model = MODELS.build(cfg.model)
@@ -77,36 +75,14 @@ def main():
     if bool(model.calibrated):
         raise SystemExit('error: tools/ptq.py expects a full-precision checkpoint, got a quantized one')
     model.eval()
-    det = model.detector
-    report = dict(vars(args))
-    if args.dfq:
-        rep = apply_dfq(det)
-        report.update(pairs=rep.pairs, skipped=rep.skipped, sweeps=rep.sweeps, absorbed=rep.absorbed)
-    else:
-        fold_bn_permanently(det)
     loader = None
     if args.ranges == 'calibrated' or args.bias_correction == 'empirical':
-        loader = Runner.build_dataloader(cfg.train_dataloader)
+        loader = checked_build_dataloader(cfg.train_dataloader)  # EmptyDatasetError if empty
 
-    def run_batches():
-        it = iter(loader)
-        with torch.no_grad():
-            for _ in range(args.num_batches):
-                try:
-                    data = next(it)
-                except StopIteration:
-                    break
-                model(**model.data_preprocessor(data, False), mode='tensor')
-
-    if args.bias_correction == 'analytic':
-        report['bias_corrected'] = analytic_bias_correction(find_pairs(det)[0])
-    elif args.bias_correction == 'empirical':
-        report['bias_corrected'] = empirical_bias_correction(model, run_batches)
-    if args.ranges == 'data-free':
-        data_free_ranges(det)
-        model.calibrated.fill_(1)
-    else:
-        calibrate(model, model, loader, args.num_batches)
+    report = dict(vars(args))
+    report.update(post_training_quantize(
+        model, equalization=args.dfq, absorption=args.dfq, bias_correction=args.bias_correction,
+        ranges=args.ranges, run_batches=batch_runner(model, loader, args.num_batches) if loader is not None else None))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = dict(state_dict=model.state_dict(), meta=dict(ptq=report))

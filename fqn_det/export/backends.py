@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .engine import IntegerEngine
 from .graph import IntGraph
-from .int_model import load_int_model
+from .int_model import IntModelFormatError, load_int_model
 
 
 class EngineBackend:
@@ -28,9 +28,8 @@ class OnnxBackend:
     """Runs ``model.onnx`` (and ``roi_head.onnx``) with onnxruntime's CPU provider."""
 
     def __init__(self, graphs: Dict[str, IntGraph], onnx_files: Dict[str, Path], threads: int = 2) -> None:
-        from .onnx_writer import ort_session
         self.graphs = graphs
-        self.sessions = {k: ort_session(p, threads) for k, p in onnx_files.items()}
+        self.sessions = {k: _load_onnx(p, threads) for k, p in onnx_files.items()}
 
     def run(self, stage: str, feeds: Dict[str, Tensor]) -> Dict[str, Tensor]:
         from .onnx_writer import run_onnx
@@ -44,6 +43,17 @@ class OnnxBackend:
             if k in g.tensors:
                 res[k] = res[k].long()
         return res
+
+
+def _load_onnx(path: Path, threads: int):
+    """An onnxruntime session; a file onnxruntime cannot load is an :class:`IntModelFormatError`."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
+
+    from .onnx_writer import ort_session
+    try:
+        return ort_session(path, threads)
+    except (InvalidProtobuf, InvalidGraph, Fail) as e:
+        raise IntModelFormatError(f'{path}: truncated or corrupt ONNX model ({type(e).__name__}: {e})') from e
 
 
 def load_backend(path, backend: str):

@@ -71,13 +71,14 @@ def build_runner(cfg: Config):
 
     from .atomic_backend import use_atomic_local_writes
     from .checkpoint import allow_mmengine_checkpoints
+    from .dataset_check import checked_build_dataloader
     from .dist_env import prepare_cpu_distributed
     allow_mmengine_checkpoints()
     use_atomic_local_writes()
     prepare_cpu_distributed(cfg)
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.build_dataloader = checked_build_dataloader  # EmptyDatasetError naming the annotation file
+    return runner
 
 
 def is_exported_model(path) -> bool:
