@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, write_markdown  # noqa: E402
+from common import write_results  # noqa: E402
 
 # name, w_bits, a_bits, per_channel, equalization, absorption, bias_correction, ranges
 VARIANTS = [
@@ -54,6 +54,9 @@ def parse_args():
     p.add_argument('--num-batches', type=int, default=20, help='calibration / empirical-correction batches')
     p.add_argument('--gamma', type=float, default=None,
                    help='calibration percentile for every quantizer (default: the config\'s)')
+    p.add_argument('--unbalance', type=float, default=None, metavar='SPREAD',
+                   help='first apply the function-preserving channel rescaling of fqn_det.dfq.imbalance '
+                        '(s in [1/SPREAD, SPREAD]): the MobileNet-like case DFQ was made for')
     p.add_argument('--only', nargs='*', type=int, help='indices of VARIANTS to run (default: all)')
     p.add_argument('--out', help='write the results markdown here')
     from fqn_det.utils.cli import add_common_args
@@ -89,6 +92,17 @@ def main():
     from fqn_det.utils.cli import build_runner
 
     work = Path(tempfile.mkdtemp(prefix='bench_dfq_'))
+    source_ckpt = args.checkpoint
+    if args.unbalance:
+        import torch
+
+        from fqn_det.dfq.imbalance import unbalance_channels
+        from fqn_det.utils.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+        allow_mmengine_checkpoints()
+        state = load_checkpoint_file(args.checkpoint, 'cpu')
+        unbalance_channels(state['state_dict'], args.unbalance)
+        args.checkpoint = str(work / 'unbalanced_fp32.pth')
+        torch.save(state, args.checkpoint)
     fp_cfg = load_cfg(args.fp_config, args)
     fp_cfg.load_from = args.checkpoint
     fp_cfg.work_dir = str(work / 'fp32')
@@ -131,13 +145,14 @@ def main():
     print('\n' + table)
     if args.out:
         gamma = args.gamma if args.gamma is not None else cfg.model.quant_cfg.calib.gamma
-        text = (f'# DFQ ablation (post-training, no training)\n\n'
-                f'`python benchmarks/bench_dfq.py {" ".join(sys.argv[1:])}`\n\n'
-                f'- machine: {machine()}\n- config: `{args.config}`, FP32 checkpoint `{args.checkpoint}`\n'
-                f'- data: `{args.data}` at {args.img_size}px; calibration: {args.num_batches} training batches, '
-                f'γ={gamma}\n\n{table}\n')
-        write_markdown(args.out, text)
-        print(f'written: {args.out}')
+        settings = [f'config: `{args.config}`, FP32 checkpoint `{source_ckpt}`',
+                    f'data: `{args.data}` at {args.img_size}px; calibration: {args.num_batches} training batches, '
+                    f'γ={gamma}']
+        if args.unbalance:
+            settings.append(f'the checkpoint was first re-parameterized with channel scales in '
+                            f'[1/{args.unbalance:g}, {args.unbalance:g}] (same float function, MobileNet-like '
+                            'imbalance)')
+        write_results(args.out, 'DFQ ablation (post-training, no training)', settings, table)
 
 
 if __name__ == '__main__':

@@ -27,3 +27,13 @@ def write_markdown(path, text: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fqn_det.utils.atomic import atomic_write_bytes
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def write_results(path, title: str, settings, body: str) -> None:
+    """``# title``, the command line, the machine and ``settings`` as bullets, then ``body``."""
+    import sys
+    script = Path(sys.argv[0]).name
+    bullets = '\n'.join(f'- {x}' for x in [f'machine: {machine()}', *settings])
+    write_markdown(path, f'# {title}\n\n`python benchmarks/{script} {" ".join(sys.argv[1:])}`\n\n'
+                         f'{bullets}\n\n{body}\n')
+    print(f'written: {path}')

@@ -28,13 +28,19 @@ def parse_args():
     return p.parse_args()
 
 
-def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None) -> dict:
+def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None, desc: str = 'train',
+        resume: bool = False) -> dict:
     from mmengine.config import Config
 
     from fqn_det.utils.cli import build_runner, is_exported_model, use_exported_model
     cfg = Config.fromfile(str(ROOT / config))
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
+    if train:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='FQNProgressBarHook', desc=desc)]
+        cfg.default_hooks.logger.interval = 100
+    if resume:
+        cfg.resume = True
     if checkpoint is not None and is_exported_model(checkpoint):
         use_exported_model(cfg, checkpoint)
     elif checkpoint is not None:
@@ -46,7 +52,7 @@ def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None
     return runner.test()
 
 
-def export(config: str, checkpoint: Path, options: dict, out: Path) -> None:
+def export(config: str, checkpoint: Path, options: dict, out: Path) -> dict:
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
@@ -59,61 +65,186 @@ def export(config: str, checkpoint: Path, options: dict, out: Path) -> None:
     report = export_model(model, cfg.model.detector, out)
     print(f"  {report['layers']} integer layers; packed file {report['int_to_fp32_ratio']:.3f}x the FP32 "
           f"checkpoint; non-integer ops: {report['non_integer_ops'] or 'none'}")
+    return report
+
+
+MIN_FREE_GB = 2.0  # dataset ~15 MB, checkpoints/exports ~300 MB, with headroom
+HIST_LAYERS = ('input', 'backbone.conv1.out_quant.0', 'backbone.layer2.0.add.out_quant.0',
+               'neck.fpn_convs.0.out_quant.0', 'bbox_head.retina_cls.out_quant.0', 'bbox_head.retina_reg.out_quant.0')
+
+
+def check_disk(wd: Path) -> None:
+    free = shutil.disk_usage(wd).free / 2 ** 30
+    if free < MIN_FREE_GB:
+        raise SystemExit(f'error: only {free:.1f} GB free under {wd}; the demo needs about {MIN_FREE_GB:.0f} GB. '
+                         'Free some space (`make clean-demo` removes earlier demo outputs) and run it again.')
+
+
+def check_cached(fp_ckpt: Path) -> None:
+    """A cached FP32 checkpoint must load; otherwise say how to start over."""
+    from fqn_det.utils.checkpoint import CheckpointError, allow_mmengine_checkpoints, load_checkpoint_file
+    allow_mmengine_checkpoints()
+    try:
+        ckpt = load_checkpoint_file(fp_ckpt, 'cpu')
+        if 'state_dict' not in ckpt:
+            raise CheckpointError(f'{fp_ckpt} has no state_dict')
+    except CheckpointError as e:
+        raise SystemExit(f'error: the cached FP32 checkpoint is broken: {e}\n'
+                         f'Delete it (rm {fp_ckpt}) to retrain it, or run `make clean-demo` to start over.')
+
+
+def activation_samples(config: str, checkpoint: Path, options: dict, batches: int = 2,
+                       max_values: int = 200_000) -> dict:
+    """Pre-quantization values of a few representative activation quantizers on validation images,
+    with each quantizer's representable range."""
+    import numpy as np
+    import torch
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.runner import Runner, load_checkpoint
+
+    from fqn_det.quant import ActQuantizer
+    cfg = Config.fromfile(str(ROOT / config))
+    cfg.merge_from_dict(options)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, str(checkpoint), map_location='cpu', logger='silent')
+    model.eval()
+    quants = {n: m for n, m in model.detector.named_modules() if isinstance(m, ActQuantizer)}
+    wanted = {}
+    for key in HIST_LAYERS:
+        name = next((n for n in quants if key in n), None)
+        if name is not None:
+            wanted[name] = quants[name]
+    seen = {n: [] for n in wanted}
+    hooks = [q.register_forward_pre_hook(lambda mod, a, n=n: seen[n].append(a[0].detach().flatten()))
+             for n, q in wanted.items()]
+    loader = Runner.build_dataloader(cfg.val_dataloader)
+    try:
+        with torch.no_grad():
+            for i, data in enumerate(loader):
+                if i == batches:
+                    break
+                model(**model.data_preprocessor(data, False), mode='tensor')
+    finally:
+        for h in hooks:
+            h.remove()
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for n, q in wanted.items():
+        x = torch.cat(seen[n])
+        if x.numel() > max_values:
+            x = x[torch.randperm(x.numel(), generator=g)[:max_values]]
+        # the representable range (zero is always on the grid, so it may be wider than min/max)
+        s, z = float(q.scale), int(q.zero_point)
+        out[n] = (x.numpy().astype(np.float64), (q.scheme.quant_min - z) * s, (q.scheme.quant_max - z) * s)
+    return out
+
+
+def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
+    """results.md: the mAP table, plots, timings and the machine."""
+    import platform
+    lines = ['# fqn_det demo results', '',
+             f'Reference task: generated COCO-format data, {args.num_train} training / {args.num_val} validation '
+             f'images at {args.img_size}px, 5 shape classes; small RetinaNet (narrow ResNet-18 + FPN). '
+             f'FQN W4A4: calibration on n=20 batches (γ=0.999), {args.qat_epochs} epoch(s) QAT.', '',
+             '| model | bbox mAP | mAP@0.5 | mAP@0.75 | Δ vs FP32 |', '|---|---|---|---|---|']
+    fp = rows[0][1]['coco/bbox_mAP']
+    for name, m in rows:
+        lines.append(f"| {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | "
+                     f"{m['coco/bbox_mAP_75']:.3f} | {m['coco/bbox_mAP'] - fp:+.3f} |")
+    lines += ['', f"Integer model: {report['layers']} integer layers; packed file "
+              f"{report['int_to_fp32_ratio']:.3f}x the FP32 checkpoint; non-integer ops between input "
+              f"quantization and head outputs: {report['non_integer_ops'] or 'none'}.", '',
+              '![mAP per variant](plots/map_per_variant.png)', '',
+              'Activation histograms (values before quantization on validation images; dashed: the '
+              'calibrated and fine-tuned clip range):', '', '![activation histograms](plots/activation_histograms.png)',
+              '', '| step | wall time |', '|---|---|']
+    lines += [f'| {k} | {v:.0f}s |' for k, v in timings.items()]
+    lines += ['', f'Machine: {platform.processor() or platform.machine()}, {shutil.os.cpu_count()} cores, '
+              f'{platform.platform()}.', '']
+    out = wd / 'results.md'
+    out.write_text('\n'.join(lines))
+    return out
 
 
 def main():
     args = parse_args()
     wd = (ROOT / args.work_dir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
+    check_disk(wd)
     t0 = time.time()
+    timings = {}
     from fqn_det.datasets import generate_synthetic_coco, synthetic_data_options
-    print(f'[demo 1/5] dataset ({args.num_train} train / {args.num_val} val, {args.img_size}px)')
+    print(f'[demo 1/6] dataset ({args.num_train} train / {args.num_val} val, {args.img_size}px)')
     data = wd / 'data'
     generate_synthetic_coco(data, num_train=args.num_train, num_val=args.num_val,
                             img_size=args.img_size, seed=0)
     opts = synthetic_data_options(data, args.img_size)
+    timings['dataset'] = time.time() - t0
 
+    t = time.time()
     fp_ckpt = wd / 'fp32.pth'
     if fp_ckpt.is_file():
-        print(f'[demo 2/5] FP32 RetinaNet: cached {fp_ckpt}')
+        check_cached(fp_ckpt)
+        print(f'[demo 2/6] FP32 RetinaNet: cached {fp_ckpt}')
     else:
-        print(f'[demo 2/5] FP32 RetinaNet: training {args.fp_epochs} epochs')
         fp_dir = wd / 'fp32_train'
-        shutil.rmtree(fp_dir, ignore_errors=True)
+        resume = (fp_dir / 'last_checkpoint').is_file()
+        print(f'[demo 2/6] FP32 RetinaNet: training {args.fp_epochs} epochs'
+              + (' (resuming the interrupted run)' if resume else ''))
+        if not resume:
+            shutil.rmtree(fp_dir, ignore_errors=True)
         e = args.fp_epochs
         run('configs/synthetic/retina_r18_tiny_fp32.py', fp_dir, {
             **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e,
             'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [max(e - 2, 1)],
-            'default_hooks.checkpoint.interval': e}, train=True)
+            'default_hooks.checkpoint.interval': 1, 'default_hooks.checkpoint.max_keep_ckpts': 1},
+            train=True, desc='FP32 training', resume=resume)
         tmp = fp_ckpt.with_suffix('.tmp')
         shutil.copyfile(fp_dir / f'epoch_{e}.pth', tmp)
         tmp.replace(fp_ckpt)  # atomic: a cached checkpoint is always complete
+    timings['FP32 training'] = time.time() - t
 
-    print(f'[demo 3/5] FQN W4A4: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
+    t = time.time()
+    print(f'[demo 3/6] FQN W4A4: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
     q_dir = wd / 'int4_train'
     shutil.rmtree(q_dir, ignore_errors=True)
     e = args.qat_epochs
     run('configs/synthetic/retina_r18_tiny_int4.py', q_dir, {
         **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1,
         'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [e + 1],
-        'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt)
+        'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt, desc='FQN W4A4 QAT')
+    timings['FQN calibration + QAT'] = time.time() - t
 
-    print('[demo 4/5] integer export (packed 4-bit model + ONNX)')
+    t = time.time()
+    print('[demo 4/6] integer export (packed 4-bit model + ONNX)')
     q_cfg, q_ckpt = 'configs/synthetic/retina_r18_tiny_int4.py', q_dir / f'epoch_{e}.pth'
-    export(q_cfg, q_ckpt, opts, wd / 'exported')
+    report = export(q_cfg, q_ckpt, opts, wd / 'exported')
+    timings['integer export'] = time.time() - t
 
-    print('[demo 5/5] COCO evaluation')
+    t = time.time()
+    print('[demo 5/6] COCO evaluation: FP32, fake-quant, integer engine, ONNX Runtime')
     fp = run('configs/synthetic/retina_r18_tiny_fp32.py', wd / 'eval_fp32', opts, False, fp_ckpt)
     q = run(q_cfg, wd / 'eval_int4', opts, False, q_ckpt)
     eng = run(q_cfg, wd / 'eval_engine', opts, False, wd / 'exported' / 'model.fqnint')
     ort = run(q_cfg, wd / 'eval_onnx', opts, False, wd / 'exported' / 'model.onnx')
+    timings['evaluation (4 models)'] = time.time() - t
+
+    t = time.time()
+    print('[demo 6/6] results and plots')
+    from fqn_det.utils.plots import activation_histograms, map_bars
     rows = [('FP32', fp), ('FQN W4A4 (fake-quant)', q), ('FQN W4A4 integer engine', eng),
             ('FQN W4A4 ONNX Runtime', ort)]
+    map_bars([(n, m['coco/bbox_mAP']) for n, m in rows], wd / 'plots' / 'map_per_variant.png')
+    activation_histograms(activation_samples(q_cfg, q_ckpt, opts), wd / 'plots' / 'activation_histograms.png')
+    timings['plots'] = time.time() - t
+    timings['total'] = time.time() - t0
+    results = write_results(wd, rows, args, timings, report)
     print('\n| model | bbox mAP | mAP@0.5 | mAP@0.75 |\n|---|---|---|---|')
     for name, m in rows:
         print(f"| {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | "
               f"{m['coco/bbox_mAP_75']:.3f} |")
-    print(f'\ndemo finished in {time.time() - t0:.0f}s; outputs in {wd}')
+    print(f'\ndemo finished in {timings["total"]:.0f}s; results: {results}; plots: {wd / "plots"}')
 
 
 if __name__ == '__main__':

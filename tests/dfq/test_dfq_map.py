@@ -13,7 +13,6 @@ float mAP is unchanged (asserted); per-tensor W8A8 then loses mAP, and DFQ
 (equalization + absorption + bias correction) must win it back.
 """
 import copy
-import math
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import torch
 from mmengine.config import Config
 
 from fqn_det.datasets import generate_synthetic_coco, synthetic_data_options
+from fqn_det.dfq.imbalance import unbalance_channels
 from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,16 +67,7 @@ def trained(tmp_path_factory):
     # the imbalanced, functionally identical re-parameterization
     allow_mmengine_checkpoints()
     state = torch.load(ckpt, map_location='cpu')
-    sd = state['state_dict']
-    g = torch.Generator().manual_seed(0)
-    blocks = sorted({k.rsplit('.bn1.', 1)[0] for k in sd if k.startswith('backbone.layer') and '.bn1.' in k})
-    assert blocks
-    for b in blocks:
-        n = sd[f'{b}.bn1.weight'].numel()
-        s = torch.exp((torch.rand(n, generator=g) * 2 - 1) * math.log(SPREAD))
-        sd[f'{b}.bn1.weight'] = sd[f'{b}.bn1.weight'] * s
-        sd[f'{b}.bn1.bias'] = sd[f'{b}.bn1.bias'] * s
-        sd[f'{b}.conv2.weight'] = sd[f'{b}.conv2.weight'] / s.view(1, -1, 1, 1)
+    assert unbalance_channels(state['state_dict'], SPREAD, seed=0) > 0
     imbalanced = tmp / 'imbalanced.pth'
     torch.save(state, imbalanced)
     return data, tmp, ckpt, imbalanced
