@@ -63,6 +63,15 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax:
     Returns:
         Tensor: ``x`` rounded to the grid, clipped to ``[qmin, qmax]``, in real units.
     """
+    if x.dtype == torch.float32:
+        # torch's fused kernels: same quantizer and the same clipped STE (gradient 1 where
+        # qmin <= round(x / scale + zp) <= qmax, else 0), one pass instead of seven ops
+        # (scale/zero-point are fixed qparams: detached, no gradient flows to them)
+        zp = zero_point.detach().to(torch.int32)
+        s = scale.detach().float()
+        if axis is None:
+            return torch.fake_quantize_per_tensor_affine(x, s.reshape(()), zp.reshape(()), qmin, qmax)
+        return torch.fake_quantize_per_channel_affine(x, s, zp, axis, qmin, qmax)
     return _FakeQuantizeSTE.apply(x, scale, zero_point, qmin, qmax, axis)
 
 
