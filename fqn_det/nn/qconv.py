@@ -13,7 +13,8 @@ training instead (Jacob et al., CVPR 2018, appendix C), the IAO baseline.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,7 @@ class QConv2d(nn.Module):
         self.w_quant = w_quant
         self.out_quant = nn.ModuleList(out_quant)
         self.in_quants: list = []  # producer quantizer per call site (not submodules)
+        self._weight_cache: Optional[list] = None  # see shared_weight_quantization
         if bn is not None and freeze_bn:
             bn.eval()
             for p in bn.parameters():
@@ -123,12 +125,21 @@ class QConv2d(nn.Module):
             bn.running_var.lerp_(var.detach() * n / max(n - 1, 1), m)
         return fold_bn(self.conv.weight, self.conv.bias, bn, mean, var)
 
-    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+    def _quantized_weight_bias(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         if self.bn is not None and not self.freeze_bn and self.training:
-            w, b = self._batch_stat_weight_bias(x)
-        else:
-            w, b = self.folded_weight_bias()
+            w, b = self._batch_stat_weight_bias(x)  # depends on x: never shared
+            return self.w_quant(w), b
+        cache = self._weight_cache
+        if cache:
+            return cache[0], cache[1]
+        w, b = self.folded_weight_bias()
         wq = self.w_quant(w)
+        if cache is not None:
+            cache[:] = (wq, b)
+        return wq, b
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        wq, b = self._quantized_weight_bias(x)
         y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant))
         if self.relu:
             y = F.relu(y)
@@ -137,6 +148,26 @@ class QConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f'bn={"frozen" if self.freeze_bn else "batch"}' * (self.bn is not None) + \
             f'{", " if self.bn is not None else ""}relu={self.relu}, sites={len(self.out_quant)}'
+
+
+@contextmanager
+def shared_weight_quantization(module: nn.Module) -> Iterator[None]:
+    """Fold and fake-quantize each conv's weight once for all call sites inside the block.
+
+    Head convs run on every FPN level with the same weights; without this, each
+    level would fold BN and quantize the weight again (the same result, five
+    times the work, forward and backward). Autograd sums the gradients of all
+    levels into the one shared weight, exactly as with separate computations.
+    Not shared: IAO's batch-statistics folding, which depends on each input.
+    """
+    convs = [m for m in module.modules() if isinstance(m, QConv2d)]
+    for m in convs:
+        m._weight_cache = []
+    try:
+        yield
+    finally:
+        for m in convs:
+            m._weight_cache = None
 
 
 class QLinear(nn.Module):

@@ -15,6 +15,7 @@ from mmdet.models.utils import multi_apply
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
+from .qconv import shared_weight_quantization
 
 
 class _PerLevelForward:
@@ -24,7 +25,8 @@ class _PerLevelForward:
         if len(x) > self.num_levels:
             raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
                              f'but got {len(x)} feature maps')
-        return multi_apply(self.forward_single, x, list(range(len(x))))
+        with shared_weight_quantization(self):  # one weight quantization for all levels
+            return multi_apply(self.forward_single, x, list(range(len(x))))
 
 
 class QRetinaHead(_PerLevelForward, RetinaHead):

@@ -258,3 +258,42 @@ def test_qadd(relu):
     qa.eval()
     y2 = qa(a, b)
     assert torch.equal(y, y2)
+
+
+def _three_site_qconv(freeze_bn, seed=7):
+    conv = _conv(4, 6, True, seed)
+    return QConv2d(conv, _random_bn(6, seed + 1), relu=True,
+                   w_quant=WeightQuantizer(QScheme(4, per_channel=True), 6),
+                   out_quant=[ActQuantizer(QScheme(4), ema_stat='minmax', name=f's{i}') for i in range(3)],
+                   freeze_bn=freeze_bn)
+
+
+@pytest.mark.parametrize('freeze_bn', [True, False])
+def test_shared_weight_quantization_same_outputs_and_gradients(freeze_bn):
+    """Inside the block each conv quantizes its weight once for all call sites (frozen BN):
+    outputs, weight gradients and quantizer state equal separate computations per site."""
+    from fqn_det.nn import shared_weight_quantization
+    xs = [torch.randn(2, 4, 8 >> i, 8 >> i, generator=_gen(40 + i)) for i in range(3)]
+    runs = []
+    for shared in (False, True):
+        qc = _three_site_qconv(freeze_bn).train()
+        calls = []
+        qc.w_quant.register_forward_hook(lambda *a: calls.append(1))
+        for step in range(2):  # second step: EMA ranges and bias quantization are active
+            qc.zero_grad()
+            if shared:
+                with shared_weight_quantization(qc):
+                    ys = [qc(x, site=i) for i, x in enumerate(xs)]
+            else:
+                ys = [qc(x, site=i) for i, x in enumerate(xs)]
+            sum((y * (i + 1)).sum() for i, y in enumerate(ys)).backward()
+        runs.append((ys, qc.conv.weight.grad.clone(), qc.state_dict(), len(calls)))
+        assert qc._weight_cache is None  # the cache lives only inside the block
+    (ys0, g0, sd0, n0), (ys1, g1, sd1, n1) = runs
+    for a, b in zip(ys0, ys1):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(g1, g0, rtol=1e-6, atol=1e-7)
+    for k in sd0:
+        assert torch.equal(sd0[k], sd1[k]), k
+    assert n0 == 6
+    assert n1 == (2 if freeze_bn else 6)  # batch-statistics folding depends on each input

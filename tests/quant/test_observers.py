@@ -1,4 +1,5 @@
 """StreamingHistogram percentiles against exact numpy quantiles; batch_range."""
+import math
 import time
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from fqn_det.quant import NonFiniteActivationError, StreamingHistogram, batch_range
+from fqn_det.quant.observers import EMA_SAMPLE
 
 QS = (0.001, 0.01, 0.5, 0.99, 0.999)
 
@@ -188,3 +190,17 @@ def test_interpolation_inside_bins_on_dense_data():
     xs = x.double().numpy()
     for q in (0.0123, 0.25, 0.5071, 0.777, 0.9871):
         assert abs(h.quantile(q) - np.quantile(xs, q)) <= 0.2 * h.width, q
+
+
+@pytest.mark.parametrize('gamma', [0.999, 0.99, 0.9])
+@pytest.mark.parametrize('n', [1_000, 70_001, 300_000])
+def test_batch_range_percentile_is_the_order_statistic(gamma, n):
+    """The EMA statistic is exactly the [1-γ, γ] order statistics of the strided subsample."""
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n)) * 3
+    lo, hi = batch_range(x, 'percentile', gamma)
+    sample = x[::max(1, n // EMA_SAMPLE) | 1]
+    m = sample.numel()
+    k_lo = int(math.floor((1 - gamma) * (m - 1))) + 1
+    k_hi = int(math.ceil(gamma * (m - 1))) + 1
+    assert torch.equal(lo, torch.kthvalue(sample, k_lo).values)
+    assert torch.equal(hi, torch.kthvalue(sample, k_hi).values)
