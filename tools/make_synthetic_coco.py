@@ -17,11 +17,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Parse command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='data/synthetic_coco', help='output folder')
-    p.add_argument('--num-train', type=int, default=2000, help='training images')
+    p.add_argument('--num-train', type=int, default=3000, help='training images')
     p.add_argument('--num-val', type=int, default=200, help='validation images')
-    p.add_argument('--img-size', type=int, default=256, help='square image side in px')
+    p.add_argument('--img-size', type=int, default=128, help='square image side in px')
     p.add_argument('--seed', type=int, default=0, help='random seed')
-    p.add_argument('--max-objects', type=int, default=8, help='max objects per image')
+    p.add_argument('--max-objects', type=int, default=6, help='max objects per image')
     p.add_argument('--overwrite', action='store_true',
                    help='replace an existing dataset made with other settings')
     p.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -1,5 +1,5 @@
 """Dataset utilities for fqn_det (synthetic COCO-format data generation)."""
-from .options import synthetic_data_options
+from .options import reference_schedule_options, synthetic_data_options
 from .synthetic import DEFAULT_CLASSES, generate_synthetic_coco
 
-__all__ = ['DEFAULT_CLASSES', 'generate_synthetic_coco', 'synthetic_data_options']
+__all__ = ['DEFAULT_CLASSES', 'generate_synthetic_coco', 'synthetic_data_options', 'reference_schedule_options']

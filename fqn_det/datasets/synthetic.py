@@ -40,12 +40,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: objects >= 12 px and >= 50 % visible, at most 6 per image
 DEFAULT_CLASSES: Tuple[str, ...] = ('rectangle', 'ellipse', 'triangle', 'cross', 'ring')
 SUPPORTED_SHAPES = DEFAULT_CLASSES
-MIN_OBJECT_SIZE = 8.0  # px, longest side of the (unoccluded) object box
+MIN_OBJECT_SIZE = 12.0  # px, longest side of the (unoccluded) object box
 MAX_OBJECT_FRACTION = 0.75  # of img_size
-MIN_VISIBLE_FRACTION = 0.3  # reject objects more than 70% hidden
+MIN_VISIBLE_FRACTION = 0.5  # reject objects more than half hidden
 MIN_BOX_SIDE = 2  # px
 MAX_ATTEMPTS = 12  # re-samples per object before giving up on it
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_OPTIMIZE, 0,
@@ -314,12 +314,12 @@ def _read_meta(out_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def generate_synthetic_coco(out_dir: PathLike,
-                            num_train: int = 2000,
+                            num_train: int = 3000,
                             num_val: int = 200,
-                            img_size: int = 256,
+                            img_size: int = 128,
                             seed: int = 0,
                             classes: Optional[Sequence[str]] = None,
-                            max_objects: int = 8,
+                            max_objects: int = 6,
                             progress: bool = True,
                             overwrite: bool = False) -> Dict[str, Any]:
     """Generate (or reuse) a deterministic synthetic COCO detection dataset.

@@ -61,7 +61,7 @@ def test_coco_content(moderate):
             anns = coco.loadAnns(coco.getAnnIds(imgIds=img['id']))
             assert len(anns) >= 1
             pix = cv2.imread(str(Path(info[f'{split}_img_dir']) / img['file_name']))
-            assert pix.shape == (img['height'], img['width'], 3) == (256, 256, 3)
+            assert pix.shape == (img['height'], img['width'], 3) == (128, 128, 3)
             for a in anns:
                 x, y, w, h = a['bbox']
                 assert w >= 2 and h >= 2 and x >= 0 and y >= 0

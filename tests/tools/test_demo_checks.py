@@ -44,3 +44,11 @@ def test_cached_checkpoint_without_state_dict(tmp_path):
     torch.save({'weights': torch.zeros(3)}, p)
     with pytest.raises(SystemExit, match='has no state_dict'):
         demo.check_cached(p)
+
+
+def test_a_model_without_detections_scores_zero():
+    """CocoMetric returns {} when nothing is detected (an undertrained model): the demo reports 0."""
+    demo = _demo()
+    assert demo.coco_metrics({}) == {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, 'coco/bbox_mAP_75': 0.0}
+    m = demo.coco_metrics({'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.7, 'coco/bbox_mAP_75': 0.6})
+    assert m['coco/bbox_mAP'] == 0.5

@@ -3,7 +3,7 @@
 dataset_type = 'CocoDataset'
 data_root = 'data/synthetic_coco/'
 metainfo = dict(classes=('rectangle', 'ellipse', 'triangle', 'cross', 'ring'))
-img_scale = (256, 256)
+img_scale = (128, 128)  # the reference task (make demo) is generated at 128 px
 backend_args = None
 
 train_pipeline = [

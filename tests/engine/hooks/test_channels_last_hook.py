@@ -1,0 +1,45 @@
+"""ChannelsLastHook: 4-D weights become channels-last; values, outputs and training are unchanged."""
+import copy
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from fqn_det.engine.hooks import ChannelsLastHook
+from fqn_det.nn.qconv import QConv2d
+from fqn_det.quant import ActQuantizer, QScheme, WeightQuantizer
+
+
+def _model():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 6, 3, padding=1)
+    q = QConv2d(conv, nn.BatchNorm2d(6), relu=True, w_quant=WeightQuantizer(QScheme(4, per_channel=True), 6),
+                out_quant=[ActQuantizer(QScheme(4), ema_stat='minmax', name='q')])
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), q)
+
+
+def _step(model, x):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # linear in the gradients
+    out = model(x)
+    out.square().mean().backward()
+    opt.step()
+    return out.detach(), {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_converts_weights_and_keeps_training_identical():
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ref = _model().train()
+    model = copy.deepcopy(ref)
+    ChannelsLastHook().before_run(SimpleNamespace(model=model))
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)
+    for _ in range(2):
+        out_ref, sd_ref = _step(ref, x)
+        out, sd = _step(model, x)
+        torch.testing.assert_close(out, out_ref, rtol=1e-4, atol=1e-5)
+    for k in sd_ref:
+        torch.testing.assert_close(sd[k], sd_ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    # a checkpoint loaded afterwards (mmengine loads after before_run) keeps the format
+    model.load_state_dict(_model().state_dict())
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
