@@ -70,6 +70,9 @@ HEAD_OUTPUTS = {
     'faster': {'cls': 'rpn_head.rpn_cls=;roi_head.bbox_head.fc_cls=',
                'reg': 'rpn_head.rpn_reg=;roi_head.bbox_head.fc_reg='},
 }
+CONFIGS = {'retina': ('configs/synthetic/retina_r18_tiny_fp32.py', 'configs/synthetic/retina_r18_tiny_int4.py'),
+           'faster': ('configs/synthetic/faster_rcnn_r18_tiny_fp32.py',
+                      'configs/synthetic/faster_rcnn_r18_tiny_int4.py')}
 
 
 def parse_args():
@@ -152,7 +155,7 @@ def main():
     budget = {'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1, 'param_scheduler.1.end': e,
               'param_scheduler.1.milestones': [e + 1] if e == 1 else [e - 1],
               'default_hooks.checkpoint.interval': e}
-    results = []
+    results, text = [], ''
     for row in args.rows:
         t = time.time()
         if row == 'fp32':
@@ -167,17 +170,36 @@ def main():
             runner = build_runner(cfg)
             runner.train()
             metrics = runner.test()
+        metrics = {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, **metrics}  # {} when nothing is detected
         results.append((row, name, metrics, time.time() - t))
         print(f"[{row}] {name}: bbox mAP {metrics['coco/bbox_mAP']:.3f} ({time.time() - t:.0f}s)", flush=True)
+        # after every row, so an interrupted run keeps what it measured
+        text = render(results, len(args.rows))
+        if args.out:
+            from fqn_det.utils.plots import map_bars
+            plot = Path(args.out).with_suffix('.png')
+            map_bars([(r, m['coco/bbox_mAP']) for r, _, m, _ in results], plot,
+                     title=f'FQN benchmark ({args.detector}): bbox mAP per row')
+            write_results(args.out, f'FQN benchmark: {args.detector}, QAT budget {e} epoch(s)',
+                          [f'FP32 checkpoint `{args.checkpoint}`; configs `{fp_path}`, `{q_path}`',
+                           f'data `{args.data}` at {args.img_size}px; seed 0 for every run'],
+                          text + f'\n\n![bbox mAP per row]({plot.name})')
+    print('\n' + text)
 
+
+def render(results, total_rows: int) -> str:
+    """The results table and the issue's targets, for the rows measured so far."""
     by_row = {r: m['coco/bbox_mAP'] for r, _, m, _ in results}
     fp = by_row.get('fp32')
-    lines = ['| row | variant | bbox mAP | mAP@0.5 | loss vs FP32 | wall time |', '|---|---|---|---|---|---|']
+    lines = ['| row | variant | bbox mAP | mAP@0.5 | mAP@0.75 | loss vs FP32 | wall time |',
+             '|---|---|---|---|---|---|---|']
     for row, name, m, secs in results:
         loss = f"{fp - m['coco/bbox_mAP']:+.3f}" if fp is not None and row != 'fp32' else '-'
-        lines.append(f"| `{row}` | {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | {loss} | "
-                     f'{secs:.0f}s |')
+        lines.append(f"| `{row}` | {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | "
+                     f"{m.get('coco/bbox_mAP_75', 0.0):.3f} | {loss} | {secs:.0f}s |")
     summary = []
+    if len(results) < total_rows:
+        summary.append(f'- PARTIAL: {len(results)} of {total_rows} rows measured so far.')
     if fp is not None and 'fqn' in by_row:
         fqn_loss = fp - by_row['fqn']
         summary.append(f'- FQN W4A4 loses {fqn_loss:.3f} mAP against FP32 (target: at most 0.010): '
@@ -187,12 +209,7 @@ def main():
             ratio = iao_loss / fqn_loss if fqn_loss > 0 else float('inf')
             summary.append(f'- IAO baseline loses {iao_loss:.3f}; IAO loss / FQN loss = {ratio:.2f} '
                            f"(target: at least 3; the paper reports > 3.8): {'met' if ratio >= 3 else 'MISSED'}.")
-    text = '\n'.join(lines) + ('\n\n' + '\n'.join(summary) if summary else '')
-    print('\n' + text)
-    if args.out:
-        write_results(args.out, f'FQN benchmark: {args.detector}, QAT budget {e} epoch(s)',
-                      [f'FP32 checkpoint `{args.checkpoint}`; configs `{fp_path}`, `{q_path}`',
-                       f'data `{args.data}` at {args.img_size}px; seed 0 for every run'], text)
+    return '\n'.join(lines) + ('\n\n' + '\n'.join(summary) if summary else '')
 
 
 if __name__ == '__main__':

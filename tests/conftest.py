@@ -17,6 +17,16 @@ MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
 register_all_modules(init_default_scope=True)
 
 
+def load_script(rel: str):
+    """A repository script (``tools/demo.py``, ``benchmarks/bench_fqn.py``) imported as a module."""
+    import importlib.util
+    path = ROOT / rel
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def mmdet_model_cfg(rel: str) -> dict:
     """An mmdet model config (from mmdet's own config files), ImageNet init removed."""
     model = Config.fromfile(str(MMDET_CONFIGS / rel)).model

@@ -1,20 +1,17 @@
 """make demo's bad-input handling: too little disk, a broken cached FP32 checkpoint."""
-import importlib.util
 import shutil
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location('fqn_demo', ROOT / 'tools' / 'demo.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools/demo.py')
 
 
 def test_too_little_disk(tmp_path, monkeypatch):
