@@ -22,7 +22,18 @@ def test_render_targets_and_partial_marker():
     text = b.render([('fp32', 'FP32', _m(0.50), 1.0), ('fqn', 'FQN', _m(0.45), 2.0),
                      ('iao', 'IAO', _m(0.40), 3.0)], total_rows=3)
     assert 'loses 0.050' in text and 'MISSED' in text and '= 2.00' in text
-    assert '| `fqn` | FQN | 0.450 | 0.650 | 0.500 | +0.050 | 2s |' in text
+    assert '| `fqn` | FQN | 0.450 | 0.650 | 0.500 | +0.050 | - | 2s |' in text
+
+
+def test_render_loss_against_fine_tuned_fp32():
+    """The same QAT budget without quantization is the baseline that isolates the quantization loss."""
+    b = _bench()
+    rows = [('fp32', 'FP32', _m(0.48), 1.0), ('fp32_ft', b.FP32_FT, _m(0.52), 1.0),
+            ('fqn', 'FQN', _m(0.50), 2.0), ('iao', 'IAO', _m(0.40), 3.0)]
+    text = b.render(rows, total_rows=4)
+    assert '| `fqn` | FQN | 0.500 | 0.700 | 0.550 | -0.020 | +0.020 | 2s |' in text
+    assert '| `fp32_ft` |' in text and '| - | - |' in text
+    assert 'moves FP32 by +0.040), FQN W4A4 loses 0.020, IAO 0.120 (ratio 6.00)' in text
 
 
 def test_diagnostic_rows_name_existing_head_outputs():
