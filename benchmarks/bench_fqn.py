@@ -3,7 +3,8 @@
     make demo        # caches work_dirs/demo/fp32.pth (RetinaNet) and the generated data
     python benchmarks/bench_fqn.py --out benchmarks/results/fqn_retina_synthetic.md
     python benchmarks/bench_fqn.py --rows fp32 fqn iao            # a subset
-    python benchmarks/bench_fqn.py --detector faster --checkpoint work_dirs/demo/faster_fp32.pth --train-fp 8
+    python benchmarks/bench_fqn.py --detector faster --checkpoint work_dirs/demo/faster_fp32.pth \
+        --train-fp 4 --fp-backbone work_dirs/demo/fp32.pth --out benchmarks/results/fqn_faster_synthetic.md
 
 Every quantized row starts from the same FP32 checkpoint, fine-tunes for the same
 number of epochs with the same schedule and seed, and is evaluated with COCO
@@ -88,6 +89,9 @@ def parse_args():
     p.add_argument('--train-fp', type=int, metavar='EPOCHS',
                    help='when --checkpoint does not exist, first train the FP32 detector on --data for EPOCHS '
                         "epochs (the demo's reference schedule) and cache it there")
+    p.add_argument('--fp-backbone', metavar='CKPT',
+                   help='with --train-fp: initialize the backbone from this detector checkpoint (e.g. the '
+                        "demo's RetinaNet, same narrow ResNet-18), as ImageNet weights would be")
     p.add_argument('--rows', nargs='*', default=['fp32', 'fp32_ft', *ROWS],
                    help=f'rows to run: fp32 fp32_ft {" ".join(ROWS)}')
     p.add_argument('--work-dir', default=None, help='where runs are kept (default: a temporary dir)')
@@ -130,6 +134,10 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
     from fqn_det.utils.cli import build_runner
     print(f'[fp32] training {fp_path} for {args.train_fp} epochs -> {args.checkpoint}', flush=True)
     cfg = build_cfg(fp_path, args, work, reference_schedule_options(args.train_fp))
+    if args.fp_backbone:
+        if not Path(args.fp_backbone).is_file():
+            raise SystemExit(f'error: --fp-backbone checkpoint not found: {args.fp_backbone}')
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(args.fp_backbone), prefix='backbone.')
     cfg.custom_hooks.append(dict(type='FQNProgressBarHook', desc='FP32 training'))
     build_runner(cfg).train()
     out = Path(args.checkpoint)

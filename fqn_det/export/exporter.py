@@ -68,6 +68,7 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp creates it 0o700: the export is for others to read and deploy
         int_bytes = save_int_model(tmp / INT_FILE, graphs, meta)
         files = {INT_FILE: int_bytes}
         if onnx:
@@ -80,7 +81,6 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         report = make_report(graphs, files, fp32_checkpoint_bytes(model), meta)
         (tmp / 'report.json').write_text(json.dumps(report, indent=1))
         (tmp / 'report.md').write_text(report_markdown(report))
-        old = out_dir.with_name(f'.{out_dir.name}.old')
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)

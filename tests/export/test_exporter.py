@@ -26,6 +26,7 @@ def test_export_writes_files_and_report(calibrated, tmp_path):
     two_stage = 'rpn_head' in cfg
     expected = {'model.fqnint', 'model.onnx', 'report.md', 'report.json'} | ({'roi_head.onnx'} if two_stage else set())
     assert {p.name for p in out.iterdir()} == expected
+    assert out.stat().st_mode & 0o777 == 0o755  # readable by others (not mkdtemp's 0o700)
     graphs, meta = load_int_model(out / 'model.fqnint')
     assert meta['two_stage'] == two_stage and meta['detector']['type'] == cfg['type']
     # one integer node per (layer, call site)
