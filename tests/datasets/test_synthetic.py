@@ -70,7 +70,9 @@ def test_coco_content(moderate):
     anns = COCO(info['train_ann_file']).dataset['annotations']
     assert {a['category_id'] for a in anns} == set(range(1, len(DEFAULT_CLASSES) + 1))
     sides = np.array([max(a['bbox'][2:]) for a in anns])
-    assert (sides < 32).sum() >= 5 and (sides > 128).sum() >= 5
+    size = info['img_size']  # 128 by default: objects from 12 px to 96 px, for every FPN level
+    assert (sides < size / 8).sum() >= 5 and (sides > size / 2).sum() >= 5
+    assert sides.max() <= synthetic.MAX_OBJECT_FRACTION * size + 1
     assert info['num_train_annotations'] == len(anns) > 60
 
 
