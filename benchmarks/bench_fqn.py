@@ -11,6 +11,9 @@ number of epochs with the same schedule and seed, and is evaluated with COCO
 bbox mAP on the same validation split, in this one run. Rows:
 
 * ``fp32``: the checkpoint itself;
+* ``fp32_ft``: the checkpoint fine-tuned with the QAT schedule and budget, without
+  quantization. An undertrained FP32 reference also gains from the extra epoch, so
+  the loss against this row is the quantization loss alone (both are reported);
 * ``fqn``: FQN W4A4 with the paper's defaults (frozen folded BN, n=20, γ=0.999,
   per-channel asymmetric weights, percentile EMA);
 * ``fqn_dfq``: the same, DFQ initialization (``quant_cfg.dfq_init``); ``w8a8``;
@@ -117,7 +120,7 @@ def build_cfg(path: str, args, work: Path, overrides: dict):
     overrides = dict(overrides)
     hooks = overrides.pop('custom_hooks', None)
     cfg.merge_from_dict(overrides)
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='ChannelsLastHook')]  # same values, faster
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='ChannelsLastHook')]  # same weights, faster
     if hooks is NO_CALIB:
         cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'FQNCalibrationHook']
     cfg.work_dir = str(work)
@@ -149,6 +152,10 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
 
 def main():
     args = parse_args()
+    if args.train_fp is not None and args.train_fp < 1:
+        raise SystemExit(f'error: --train-fp must be at least 1 epoch, got {args.train_fp}')
+    if args.fp_backbone and not args.train_fp:
+        raise SystemExit('error: --fp-backbone only applies when the FP32 checkpoint is trained (--train-fp)')
     unknown = [r for r in args.rows if r not in ('fp32', 'fp32_ft') and r not in ROWS]
     if unknown:
         raise SystemExit(f'error: unknown rows {unknown}; choose from fp32 fp32_ft {" ".join(ROWS)}')

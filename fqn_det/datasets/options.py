@@ -26,12 +26,13 @@ def reference_schedule_options(epochs: int) -> dict:
     """``--cfg-options`` for training the FP32 reference detectors for ``epochs`` epochs.
 
     The schedule of ``configs/synthetic/_base_/schedule_fp32.py`` (warm-up, AdamW),
-    stretched to ``epochs``: LR x0.1 at 3/4 of the run and again before the last
-    epoch; validation and a checkpoint (the last one kept) at the end.
+    stretched to ``epochs``: LR x0.1 after ``floor(3/4)`` of the epochs and again
+    before the last one (one step when they coincide, none for a single epoch);
+    validation and a checkpoint (the last one kept) at the end.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f'epochs must be an integer >= 1, got {epochs!r}')
-    milestones = sorted({max(1, round(0.75 * epochs)), max(1, epochs - 1)})
+    milestones = sorted(m for m in {3 * epochs // 4, epochs - 1} if 0 < m < epochs)
     return {'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
             'param_scheduler.1.end': epochs, 'param_scheduler.1.milestones': milestones,
             'default_hooks.checkpoint.interval': 1, 'default_hooks.checkpoint.max_keep_ckpts': 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -68,7 +69,9 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp creates it 0o700: the export is for others to read and deploy
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp creates it 0o700; an export is like any new directory
         int_bytes = save_int_model(tmp / INT_FILE, graphs, meta)
         files = {INT_FILE: int_bytes}
         if onnx:

@@ -161,13 +161,15 @@ def shared_weight_quantization(module: nn.Module) -> Iterator[None]:
     Not shared: IAO's batch-statistics folding, which depends on each input.
     """
     convs = [m for m in module.modules() if isinstance(m, QConv2d)]
+    before = [m._weight_cache for m in convs]  # an enclosing block keeps its own cache
     for m in convs:
-        m._weight_cache = []
+        if m._weight_cache is None:
+            m._weight_cache = []
     try:
         yield
     finally:
-        for m in convs:
-            m._weight_cache = None
+        for m, c in zip(convs, before):
+            m._weight_cache = c
 
 
 class QLinear(nn.Module):

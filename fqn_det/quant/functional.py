@@ -32,16 +32,19 @@ def _broadcast(t: Tensor, x: Tensor, axis: int | None) -> Tensor:
 class _FakeQuantizeSTE(torch.autograd.Function):
     """Fake quantization with the clipped straight-through estimator.
 
-    Bit-identical to ``torch.fake_quantize_per_{tensor,channel}_affine`` (values
-    and gradients; tested), but written as a few in-place passes: on CPUs
-    without wide vector units torch's fused kernels are ~2.5x slower than this.
+    The same values and gradients as ``torch.fake_quantize_per_{tensor,channel}_affine``
+    (tested on random data) except at exact rounding ties, where torch rounds
+    ``x / scale`` before adding the zero-point; here the rounding is that of
+    :func:`quantize` and of the integer engine's input quantization. Written as a
+    few in-place passes: on this project's 2-core CPU torch's fused kernels were
+    ~2.5x slower.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
                 axis: int | None) -> Tensor:
-        s = _broadcast(scale.detach().to(x.dtype), x, axis)
-        zp = _broadcast(zero_point.detach().to(x.dtype), x, axis)
+        s = _broadcast(scale.to(x.dtype), x, axis)
+        zp = _broadcast(zero_point.to(x.dtype), x, axis)
         q = torch.div(x, s).add_(zp).round_()
         out = q.clamp(qmin, qmax)
         if ctx.needs_input_grad[0]:
@@ -71,7 +74,7 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax:
     Returns:
         Tensor: ``x`` rounded to the grid, clipped to ``[qmin, qmax]``, in real units.
     """
-    return _FakeQuantizeSTE.apply(x, scale, zero_point, qmin, qmax, axis)
+    return _FakeQuantizeSTE.apply(x, scale.detach(), zero_point.detach(), qmin, qmax, axis)
 
 
 def quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,

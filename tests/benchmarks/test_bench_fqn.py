@@ -1,5 +1,6 @@
 """bench_fqn: table and targets from measured rows, per-detector diagnostic rows."""
-from conftest import load_script
+import pytest
+from conftest import build_quantized, load_script, tiny_model_cfg
 
 
 def _bench():
@@ -36,11 +37,24 @@ def test_render_loss_against_fine_tuned_fp32():
     assert 'moves FP32 by +0.040), FQN W4A4 loses 0.020, IAO 0.120 (ratio 6.00)' in text
 
 
-def test_diagnostic_rows_name_existing_head_outputs():
+@pytest.mark.parametrize('det', ['retina', 'faster'])
+def test_diagnostic_rows_set_the_head_output_quantizers(det):
+    """The per-detector overrides convert (a pattern matching nothing is an error) and change
+    exactly the head outputs' quantizers."""
     b = _bench()
-    for det in ('retina', 'faster'):
-        logits = b.ROWS['logits_minmax'][1]['model.quant_cfg.overrides'](det)
-        outputs = b.ROWS['outputs_a8'][1]['model.quant_cfg.overrides'](det)
-        assert all(p.endswith(':gamma=1.0') for p in logits.split(';'))
-        assert all(p.endswith(':a_bits=8') for p in outputs.split(';'))
-        assert len(outputs.split(';')) == 2 * len(logits.split(';'))
+    logits = b.ROWS['logits_minmax'][1]['model.quant_cfg.overrides'](det)
+    outputs = b.ROWS['outputs_a8'][1]['model.quant_cfg.overrides'](det)
+    cfg = tiny_model_cfg(det)
+    plain = _act_quantizers(build_quantized(cfg))
+    with_gamma = _act_quantizers(build_quantized(cfg, dict(overrides=logits)))
+    with_a8 = _act_quantizers(build_quantized(cfg, dict(overrides=outputs)))
+    cls = {n for n in plain if n.split('.out_quant')[0] in logits.replace(':gamma=1.0', '').split(';')}
+    assert cls and all(with_gamma[n] == ((1.0, 4) if n in cls else plain[n]) for n in plain)
+    changed = {n for n in plain if with_a8[n] != plain[n]}
+    assert cls < changed and all(with_a8[n] == (plain[n][0], 8) for n in changed)
+    assert len({n.split('.out_quant')[0] for n in changed}) == 2 * len({n.split('.out_quant')[0] for n in cls})
+
+
+def _act_quantizers(model):
+    from fqn_det.quant import ActQuantizer
+    return {n: (q.gamma, q.scheme.bits) for n, q in model.detector.named_modules() if isinstance(q, ActQuantizer)}

@@ -9,7 +9,7 @@ from fqn_det.datasets import reference_schedule_options, synthetic_data_options
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize('epochs,milestones', [(1, [1]), (2, [1, 2]), (4, [3]),
+@pytest.mark.parametrize('epochs,milestones', [(1, []), (2, [1]), (4, [3]), (6, [4, 5]),
                                                (11, [8, 10]), (20, [15, 19])])
 def test_reference_schedule(epochs, milestones):
     opts = reference_schedule_options(epochs)

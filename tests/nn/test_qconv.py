@@ -297,3 +297,14 @@ def test_shared_weight_quantization_same_outputs_and_gradients(freeze_bn):
         assert torch.equal(sd0[k], sd1[k]), k
     assert n0 == 6
     assert n1 == (2 if freeze_bn else 6)  # batch-statistics folding depends on each input
+
+
+def test_nested_shared_weight_blocks_keep_the_outer_cache():
+    from fqn_det.nn import shared_weight_quantization
+    qc = _three_site_qconv(True).train()
+    with shared_weight_quantization(qc):
+        outer = qc._weight_cache
+        with shared_weight_quantization(qc):
+            assert qc._weight_cache is outer
+        assert qc._weight_cache is outer  # the inner block does not end the outer one
+    assert qc._weight_cache is None

@@ -232,3 +232,15 @@ def test_quantize_consistent_with_fake_quantize(scheme, axis):
         shape[axis] = -1
         s, z = scale.reshape(shape), zp.reshape(shape)
     assert torch.equal((q - z).float() * s, fq)
+
+
+def test_qparams_requiring_grad_do_not_break_backward():
+    """Learnable-looking qparams are treated as fixed: no crash, no gradient to them."""
+    scale = torch.tensor(0.1, requires_grad=True)
+    zp = torch.tensor(3.0, requires_grad=True)
+    x = torch.randn(4, 5)
+    y = fake_quantize(x, scale, zp, 0, 15)  # x needs no gradient
+    assert not y.requires_grad
+    xg = x.clone().requires_grad_(True)
+    fake_quantize(xg, scale, zp, 0, 15).sum().backward()
+    assert scale.grad is None and zp.grad is None and xg.grad is not None

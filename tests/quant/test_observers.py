@@ -204,3 +204,12 @@ def test_batch_range_percentile_is_the_order_statistic(gamma, n):
     k_hi = int(math.ceil(gamma * (m - 1))) + 1
     assert torch.equal(lo, torch.kthvalue(sample, k_lo).values)
     assert torch.equal(hi, torch.kthvalue(sample, k_hi).values)
+
+
+def test_batch_range_reads_channels_last_activations_in_place():
+    """NHWC activations (ChannelsLastHook) give the same statistics, read without a copy."""
+    x = torch.randn(2, 8, 20, 20, generator=torch.Generator().manual_seed(5)) * 2
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    for stat, gamma in (('minmax', 0.999), ('percentile', 0.999), ('percentile', 0.9)):
+        ref, got = batch_range(x, stat, gamma), batch_range(nhwc, stat, gamma)
+        assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1]), (stat, gamma)  # n < EMA_SAMPLE

@@ -43,3 +43,12 @@ def test_converts_weights_and_keeps_training_identical():
     # a checkpoint loaded afterwards (mmengine loads after before_run) keeps the format
     model.load_state_dict(_model().state_dict())
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_model_wrapped_for_distributed_training_is_left_alone(monkeypatch):
+    """DDP's gradient buckets keep the strides they were built with: the hook does not convert."""
+    from fqn_det.engine.hooks import channels_last_hook
+    monkeypatch.setattr(channels_last_hook, 'is_model_wrapper', lambda m: True)
+    model = _model()
+    ChannelsLastHook().before_run(SimpleNamespace(model=model))
+    assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.Conv2d))
