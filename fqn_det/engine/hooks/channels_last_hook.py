@@ -21,6 +21,10 @@ class ChannelsLastHook(Hook):
     bits. Measured on the reference RetinaNet on the 2-core CPU: FP32 training
     steps ~12 % faster with 2 threads (~20 % with 1).
 
+    mmcv's CPU RoIAlign/RoIPool kernels read raw NCHW memory (NHWC input gives
+    wrong RoI features, silently), so those layers get their input made
+    contiguous by a forward pre-hook.
+
     Single process only: mmengine wraps the model for data parallel before
     ``before_run``, and DDP's gradient buckets keep the old strides, so a wrapped
     model is left as it is (with a warning).
@@ -39,3 +43,16 @@ class ChannelsLastHook(Hook):
                       'keeping its memory format', logger='current', level=logging.WARNING)
             return
         runner.model.to(memory_format=torch.channels_last)
+        for m in runner.model.modules():
+            if isinstance(m, _nchw_only_ops()) and not getattr(m, '_fqn_nchw_input', False):
+                m.register_forward_pre_hook(_nchw_input)
+                m._fqn_nchw_input = True
+
+
+def _nchw_only_ops() -> tuple:
+    from mmcv.ops import RoIAlign, RoIPool
+    return RoIAlign, RoIPool
+
+
+def _nchw_input(module, args):
+    return (args[0].contiguous(), *args[1:])

@@ -52,3 +52,30 @@ def test_a_model_wrapped_for_distributed_training_is_left_alone(monkeypatch):
     model = _model()
     ChannelsLastHook().before_run(SimpleNamespace(model=model))
     assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+class _RoIModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from mmcv.ops import RoIAlign
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.roi = RoIAlign((7, 7), spatial_scale=1.0, sampling_ratio=0)
+
+    def forward(self, x, rois):
+        return self.roi(self.conv(x), rois)
+
+
+def test_mmcv_roi_align_still_gets_nchw_features():
+    """mmcv's CPU RoIAlign reads raw NCHW memory: NHWC features would give wrong RoI features."""
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    rois = torch.tensor([[0, 1., 1., 9., 9.], [1, 2., 3., 12., 14.]])
+    model = _RoIModel()
+    ref = model(x, rois)
+    model.conv.to(memory_format=torch.channels_last)
+    assert not torch.allclose(model(x, rois), ref, atol=1e-3)  # the failure this guards against
+    model = _RoIModel()
+    ChannelsLastHook().before_run(SimpleNamespace(model=model))
+    ChannelsLastHook().before_run(SimpleNamespace(model=model))  # a second runner: one pre-hook only
+    assert len(model.roi._forward_pre_hooks) == 1
+    torch.testing.assert_close(model(x, rois), ref, rtol=1e-4, atol=1e-5)
