@@ -1,6 +1,6 @@
 """Shared by the benchmark scripts: machine description, results markdown."""
+import os
 import platform
-import subprocess
 from pathlib import Path
 
 
@@ -16,7 +16,8 @@ def machine() -> str:
         pass
     import onnxruntime
     import torch
-    return (f'{cpu}; {subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()} cores; '
+    # nproc would report OMP_NUM_THREADS, not the machine: say both
+    return (f'{cpu}; {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s); '
             f'{platform.platform()}; Python {platform.python_version()}; torch {torch.__version__}; '
             f'onnxruntime {onnxruntime.__version__}')
 
