@@ -4,7 +4,11 @@
     python benchmarks/bench_fqn.py --out benchmarks/results/fqn_retina_synthetic.md
     python benchmarks/bench_fqn.py --rows fp32 fqn iao            # a subset
     python benchmarks/bench_fqn.py --detector faster --checkpoint work_dirs/demo/faster_fp32.pth \
-        --train-fp 4 --fp-backbone work_dirs/demo/fp32.pth --out benchmarks/results/fqn_faster_synthetic.md
+        --train-fp 4 --fp-backbone work_dirs/demo/fp32.pth --rows      # the FP32 reference only
+    python benchmarks/bench_fqn.py --detector faster --checkpoint work_dirs/demo/faster_fp32.pth \
+        --cfg-options train_dataloader.dataset.indices=1500 --out benchmarks/results/fqn_faster_synthetic.md
+
+``--cfg-options`` apply to every run, ``--train-fp``'s FP32 training included.
 
 Every quantized row starts from the same FP32 checkpoint, fine-tunes for the same
 number of epochs with the same schedule and seed, and is evaluated with COCO
