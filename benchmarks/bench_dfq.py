@@ -90,6 +90,7 @@ def main():
 
     from fqn_det.dfq.ptq import batch_runner, post_training_quantize
     from fqn_det.utils.cli import build_runner
+    from fqn_det.utils.workers import releasing_workers
 
     work = Path(tempfile.mkdtemp(prefix='bench_dfq_'))
     source_ckpt = args.checkpoint
@@ -107,7 +108,8 @@ def main():
     fp_cfg.load_from = args.checkpoint
     fp_cfg.work_dir = str(work / 'fp32')
     t = time.time()
-    rows = [('FP32', '32/32', '-', '-', build_runner(fp_cfg).test(), time.time() - t)]
+    with releasing_workers(build_runner(fp_cfg)) as fp_runner:
+        rows = [('FP32', '32/32', '-', '-', fp_runner.test(), time.time() - t)]
     print(f"FP32: mAP {rows[0][4]['coco/bbox_mAP']:.3f}")
 
     cfg = load_cfg(args.config, args)

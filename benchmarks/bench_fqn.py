@@ -139,6 +139,7 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
 
     from fqn_det.datasets import reference_schedule_options
     from fqn_det.utils.cli import build_runner
+    from fqn_det.utils.workers import releasing_workers
     print(f'[fp32] training {fp_path} for {args.train_fp} epochs -> {args.checkpoint}', flush=True)
     cfg = build_cfg(fp_path, args, work, reference_schedule_options(args.train_fp))
     if args.fp_backbone:
@@ -146,7 +147,8 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
             raise SystemExit(f'error: --fp-backbone checkpoint not found: {args.fp_backbone}')
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(args.fp_backbone), prefix='backbone.')
     cfg.custom_hooks.append(dict(type='FQNProgressBarHook', desc='FP32 training'))
-    build_runner(cfg).train()
+    with releasing_workers(build_runner(cfg)) as runner:
+        runner.train()
     out = Path(args.checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + '.tmp')
@@ -164,6 +166,7 @@ def main():
     if unknown:
         raise SystemExit(f'error: unknown rows {unknown}; choose from fp32 fp32_ft {" ".join(ROWS)}')
     from fqn_det.utils.cli import build_runner
+    from fqn_det.utils.workers import releasing_workers
     fp_path, q_path = CONFIGS[args.detector]
     fp_path, q_path = args.fp_config or fp_path, args.config or q_path
     root = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_fqn_'))
@@ -182,7 +185,8 @@ def main():
         if row == 'fp32':
             cfg = build_cfg(fp_path, args, root / row, {})
             cfg.load_from = args.checkpoint
-            name, metrics = 'FP32', build_runner(cfg).test()
+            with releasing_workers(build_runner(cfg)) as runner:
+                name, metrics = 'FP32', runner.test()
         elif row == 'fp32_ft':
             # the QAT schedule and budget without quantization: what the extra training alone is worth
             cfg = build_cfg(q_path, args, root / row, budget)
@@ -190,17 +194,17 @@ def main():
             cfg.custom_hooks = [h for h in cfg.custom_hooks if not h.type.startswith('FQN')
                                 or h.type == 'FQNNaNGuardHook']
             cfg.load_from = args.checkpoint
-            runner = build_runner(cfg)
-            runner.train()
-            name, metrics = FP32_FT, runner.test()
+            with releasing_workers(build_runner(cfg)) as runner:
+                runner.train()
+                name, metrics = FP32_FT, runner.test()
         else:
             name, overrides = ROWS[row]
             overrides = {k: v(args.detector) if callable(v) else v for k, v in overrides.items()}
             cfg = build_cfg(q_path, args, root / row, {**budget, **overrides})
             cfg.load_from = args.checkpoint
-            runner = build_runner(cfg)
-            runner.train()
-            metrics = runner.test()
+            with releasing_workers(build_runner(cfg)) as runner:
+                runner.train()
+                metrics = runner.test()
         metrics = {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, **metrics}  # {} when nothing is detected
         results.append((row, name, metrics, time.time() - t))
         print(f"[{row}] {name}: bbox mAP {metrics['coco/bbox_mAP']:.3f} ({time.time() - t:.0f}s)", flush=True)

@@ -23,7 +23,7 @@ def parse_args():
     p.add_argument('--num-train', type=int, default=3000)
     p.add_argument('--num-val', type=int, default=200)
     p.add_argument('--img-size', type=int, default=128)
-    p.add_argument('--fp-epochs', type=int, default=11)
+    p.add_argument('--fp-epochs', type=int, default=13)
     p.add_argument('--qat-epochs', type=int, default=1)
     return p.parse_args()
 
@@ -33,6 +33,7 @@ def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None
     from mmengine.config import Config
 
     from fqn_det.utils.cli import build_runner, is_exported_model, use_exported_model
+    from fqn_det.utils.workers import releasing_workers
     cfg = Config.fromfile(str(ROOT / config))
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
@@ -47,11 +48,11 @@ def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None
         use_exported_model(cfg, checkpoint)
     elif checkpoint is not None:
         cfg.load_from = str(checkpoint)
-    runner = build_runner(cfg)
-    if train:
-        runner.train()
-        return {}
-    return coco_metrics(runner.test())
+    with releasing_workers(build_runner(cfg)) as runner:
+        if train:
+            runner.train()
+            return {}
+        return coco_metrics(runner.test())
 
 
 COCO_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
