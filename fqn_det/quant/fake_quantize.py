@@ -53,7 +53,8 @@ class WeightQuantizer(nn.Module):
         with torch.no_grad():
             if s.per_channel:
                 flat = w.detach().transpose(0, s.ch_axis).reshape(w.shape[s.ch_axis], -1)
-                lo, hi = torch.aminmax(flat, dim=1)
+                # amin + amax: aminmax(dim=1) is ~20x slower on CPU for conv-sized weights
+                lo, hi = flat.amin(1), flat.amax(1)
             else:
                 lo, hi = torch.aminmax(w.detach())
             scale, zp = calc_qparams(lo, hi, s)
