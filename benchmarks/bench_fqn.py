@@ -36,6 +36,7 @@ is tuned per row. On COCO, pass the R50 configs, checkpoint and data options
 (see the README).
 """
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -101,13 +102,16 @@ def parse_args():
                         "demo's RetinaNet, same narrow ResNet-18), as ImageNet weights would be")
     p.add_argument('--rows', nargs='*', default=['fp32', 'fp32_ft', *ROWS],
                    help=f'rows to run: fp32 fp32_ft {" ".join(ROWS)}')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0],
+                   help='random seeds: every trained row runs once per seed and reports the mean and the '
+                        'spread (the FP32 evaluation does not depend on the seed)')
     p.add_argument('--work-dir', default=None, help='where runs are kept (default: a temporary dir)')
     p.add_argument('--out', help='write the results markdown here')
     p.add_argument('--cfg-options', nargs='+', default=[], help='extra key=value overrides for every run')
     return p.parse_args()
 
 
-def build_cfg(path: str, args, work: Path, overrides: dict):
+def build_cfg(path: str, args, work: Path, overrides: dict, seed: int = 0):
     from mmengine.config import Config, DictAction
 
     from fqn_det.datasets import synthetic_data_options
@@ -129,7 +133,7 @@ def build_cfg(path: str, args, work: Path, overrides: dict):
         cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'FQNCalibrationHook']
     cfg.work_dir = str(work)
     cfg.launcher = 'none'
-    cfg.randomness = dict(seed=0)
+    cfg.randomness = dict(seed=seed)
     return cfg
 
 
@@ -156,6 +160,32 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
     tmp.replace(out)
 
 
+def run_row(row: str, args, fp_path: str, q_path: str, work: Path, budget: dict, seed: int):
+    """Train (unless ``row`` is ``fp32``) and evaluate one row with one seed: ``(name, metrics)``."""
+    from fqn_det.utils.cli import build_runner
+    from fqn_det.utils.workers import releasing_workers
+    if row == 'fp32':
+        cfg = build_cfg(fp_path, args, work, {}, seed)
+        cfg.load_from = args.checkpoint
+        with releasing_workers(build_runner(cfg)) as runner:
+            return 'FP32', runner.test()
+    if row == 'fp32_ft':
+        # the QAT schedule and budget without quantization: what the extra training alone is worth
+        cfg = build_cfg(q_path, args, work, budget, seed)
+        cfg.model = cfg.model.detector
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if not h.type.startswith('FQN')
+                            or h.type == 'FQNNaNGuardHook']
+        name = FP32_FT
+    else:
+        name, overrides = ROWS[row]
+        overrides = {k: v(args.detector) if callable(v) else v for k, v in overrides.items()}
+        cfg = build_cfg(q_path, args, work, {**budget, **overrides}, seed)
+    cfg.load_from = args.checkpoint
+    with releasing_workers(build_runner(cfg)) as runner:
+        runner.train()
+        return name, runner.test()
+
+
 def main():
     args = parse_args()
     if args.train_fp is not None and args.train_fp < 1:
@@ -165,8 +195,8 @@ def main():
     unknown = [r for r in args.rows if r not in ('fp32', 'fp32_ft') and r not in ROWS]
     if unknown:
         raise SystemExit(f'error: unknown rows {unknown}; choose from fp32 fp32_ft {" ".join(ROWS)}')
-    from fqn_det.utils.cli import build_runner
-    from fqn_det.utils.workers import releasing_workers
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise SystemExit(f'error: --seeds must be distinct non-negative integers, got {args.seeds}')
     fp_path, q_path = CONFIGS[args.detector]
     fp_path, q_path = args.fp_config or fp_path, args.config or q_path
     root = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_fqn_'))
@@ -182,60 +212,69 @@ def main():
     results, text = [], ''
     for row in args.rows:
         t = time.time()
-        if row == 'fp32':
-            cfg = build_cfg(fp_path, args, root / row, {})
-            cfg.load_from = args.checkpoint
-            with releasing_workers(build_runner(cfg)) as runner:
-                name, metrics = 'FP32', runner.test()
-        elif row == 'fp32_ft':
-            # the QAT schedule and budget without quantization: what the extra training alone is worth
-            cfg = build_cfg(q_path, args, root / row, budget)
-            cfg.model = cfg.model.detector
-            cfg.custom_hooks = [h for h in cfg.custom_hooks if not h.type.startswith('FQN')
-                                or h.type == 'FQNNaNGuardHook']
-            cfg.load_from = args.checkpoint
-            with releasing_workers(build_runner(cfg)) as runner:
-                runner.train()
-                name, metrics = FP32_FT, runner.test()
-        else:
-            name, overrides = ROWS[row]
-            overrides = {k: v(args.detector) if callable(v) else v for k, v in overrides.items()}
-            cfg = build_cfg(q_path, args, root / row, {**budget, **overrides})
-            cfg.load_from = args.checkpoint
-            with releasing_workers(build_runner(cfg)) as runner:
-                runner.train()
-                metrics = runner.test()
-        metrics = {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, **metrics}  # {} when nothing is detected
-        results.append((row, name, metrics, time.time() - t))
-        print(f"[{row}] {name}: bbox mAP {metrics['coco/bbox_mAP']:.3f} ({time.time() - t:.0f}s)", flush=True)
+        per_seed = []
+        for seed in ([args.seeds[0]] if row == 'fp32' else args.seeds):
+            name, metrics = run_row(row, args, fp_path, q_path, root / (row if len(args.seeds) == 1 else
+                                                                         f'{row}_seed{seed}'), budget, seed)
+            metrics = {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, **metrics}  # {} when nothing is detected
+            per_seed.append(metrics)
+            print(f"[{row}, seed {seed}] {name}: bbox mAP {metrics['coco/bbox_mAP']:.3f} "
+                  f"({time.time() - t:.0f}s)", flush=True)
+        results.append((row, name, per_seed if len(per_seed) > 1 else per_seed[0], time.time() - t))
         # after every row, so an interrupted run keeps what it measured
         text = render(results, len(args.rows))
         if args.out:
             from fqn_det.utils.plots import map_bars
             plot = Path(args.out).with_suffix('.png')
-            map_bars([(r, m['coco/bbox_mAP']) for r, _, m, _ in results], plot,
-                     title=f'FQN benchmark ({args.detector}): bbox mAP per row')
+            map_bars([(r, _mean(m)['coco/bbox_mAP']) for r, _, m, _ in results], plot,
+                     title=f'FQN benchmark ({args.detector}): bbox mAP per row'
+                     + (f' (mean of {len(args.seeds)} seeds)' if len(args.seeds) > 1 else ''))
+            seeds = ' '.join(map(str, args.seeds))
             write_results(args.out, f'FQN benchmark: {args.detector}, QAT budget {e} epoch(s)',
                           [f'FP32 checkpoint `{args.checkpoint}`; configs `{fp_path}`, `{q_path}`',
-                           f'data `{args.data}` at {args.img_size}px; seed 0 for every run'],
+                           f'data `{args.data}` at {args.img_size}px; '
+                           + (f'seed {seeds} for every run' if len(args.seeds) == 1 else
+                              f'seeds {seeds}: every trained row once per seed (mean ± sample std)')],
                           text + f'\n\n![bbox mAP per row]({plot.name})')
     print('\n' + text)
 
 
+def _mean(metrics) -> dict:
+    """A row's metrics: the dict of its one seed, or the mean over its seeds (a list of dicts)."""
+    if isinstance(metrics, dict):
+        return metrics
+    return {k: statistics.fmean(m.get(k, 0.0) for m in metrics) for k in metrics[0]}
+
+
+def _spread(metrics, key: str = 'coco/bbox_mAP') -> str:
+    """' ± std' (sample std over seeds) for a multi-seed row, '' for one seed."""
+    return '' if isinstance(metrics, dict) else f' ± {statistics.stdev(m.get(key, 0.0) for m in metrics):.3f}'
+
+
 def render(results, total_rows: int) -> str:
-    """The results table and the issue's targets, for the rows measured so far."""
-    by_row = {r: m['coco/bbox_mAP'] for r, _, m, _ in results}
+    """The results table and the issue's targets, for the rows measured so far.
+
+    ``results`` holds ``(row, name, metrics, seconds)``; ``metrics`` is one seed's dict or a list
+    of per-seed dicts, reported as mean ± sample std with the per-seed values in their own column.
+    """
+    by_row = {r: _mean(m)['coco/bbox_mAP'] for r, _, m, _ in results}
+    seeds = {r: [x['coco/bbox_mAP'] for x in m] for r, _, m, _ in results if not isinstance(m, dict)}
     fp, ft = by_row.get('fp32'), by_row.get('fp32_ft')
 
     def loss(ref, row, v):
         return f'{ref - v:+.3f}' if ref is not None and row not in ('fp32', 'fp32_ft') else '-'
 
-    lines = ['| row | variant | bbox mAP | mAP@0.5 | mAP@0.75 | loss vs FP32 | loss vs FP32 fine-tuned | wall time |',
-             '|---|---|---|---|---|---|---|---|']
-    for row, name, m, secs in results:
+    head = '| row | variant | bbox mAP | mAP@0.5 | mAP@0.75 | loss vs FP32 | loss vs FP32 fine-tuned |'
+    head += ' per seed |' if seeds else ''
+    lines = [head + ' wall time |', '|---' * (9 if seeds else 8) + '|']
+    for row, name, metrics, secs in results:
+        m = _mean(metrics)
         v = m['coco/bbox_mAP']
-        lines.append(f"| `{row}` | {name} | {v:.3f} | {m['coco/bbox_mAP_50']:.3f} | "
-                     f"{m.get('coco/bbox_mAP_75', 0.0):.3f} | {loss(fp, row, v)} | {loss(ft, row, v)} | {secs:.0f}s |")
+        line = (f"| `{row}` | {name} | {v:.3f}{_spread(metrics)} | {m['coco/bbox_mAP_50']:.3f} | "
+                f"{m.get('coco/bbox_mAP_75', 0.0):.3f} | {loss(fp, row, v)} | {loss(ft, row, v)} |")
+        if seeds:
+            line += f" {' / '.join(f'{x:.3f}' for x in seeds.get(row, [v]))} |"
+        lines.append(line + f' {secs:.0f}s |')
     summary = []
     if len(results) < total_rows:
         summary.append(f'- PARTIAL: {len(results)} of {total_rows} rows measured so far.')
@@ -246,8 +285,12 @@ def render(results, total_rows: int) -> str:
         if 'iao' in by_row:
             iao_loss = fp - by_row['iao']
             ratio = iao_loss / fqn_loss if fqn_loss > 0 else float('inf')
-            summary.append(f'- IAO baseline loses {iao_loss:.3f}; IAO loss / FQN loss = {ratio:.2f} '
-                           f"(target: at least 3; the paper reports > 3.8): {'met' if ratio >= 3 else 'MISSED'}.")
+            line = (f'- IAO baseline loses {iao_loss:.3f}; IAO loss / FQN loss = {ratio:.2f} '
+                    f"(target: at least 3; the paper reports > 3.8): {'met' if ratio >= 3 else 'MISSED'}.")
+            if 'fqn' in seeds and 'iao' in seeds:  # the same seed's runs paired
+                per = [(fp - i) / (fp - f) if fp > f else float('inf') for f, i in zip(seeds['fqn'], seeds['iao'])]
+                line += f" Per seed: {', '.join(f'{r:.2f}' for r in per)}."
+            summary.append(line)
     if ft is not None and 'fqn' in by_row:
         fqn_q = ft - by_row['fqn']
         line = (f'- Against FP32 fine-tuned with the same budget (the extra training alone moves FP32 by '

@@ -58,3 +58,34 @@ def test_diagnostic_rows_set_the_head_output_quantizers(det):
 def _act_quantizers(model):
     from fqn_det.quant import ActQuantizer
     return {n: (q.gamma, q.scheme.bits) for n, q in model.detector.named_modules() if isinstance(q, ActQuantizer)}
+
+
+def test_render_several_seeds_mean_spread_and_paired_ratios():
+    """With --seeds, a trained row reports the mean ± sample std and every seed's value; the
+    target lines use the means, and the IAO/FQN ratio is also given per seed (paired runs)."""
+    b = _bench()
+    rows = [('fp32', 'FP32', _m(0.50), 1.0),
+            ('fqn', 'FQN', [_m(0.44), _m(0.46)], 4.0),
+            ('iao', 'IAO', [_m(0.32), _m(0.38)], 6.0)]
+    text = b.render(rows, total_rows=3)
+    assert '| per seed | wall time |' in text and '|---' * 9 + '|' in text
+    assert '| `fqn` | FQN | 0.450 ± 0.014 | 0.650 | 0.500 | +0.050 | - | 0.440 / 0.460 | 4s |' in text
+    assert '| `fp32` | FP32 | 0.500 | 0.700 | 0.550 | - | - | 0.500 | 1s |' in text
+    assert 'FQN W4A4 loses 0.050 mAP' in text
+    assert 'IAO loss / FQN loss = 3.00' in text and 'Per seed: 3.00, 3.00.' in text
+    assert b._mean([_m(0.2), _m(0.4)])['coco/bbox_mAP_75'] == pytest.approx(0.35)
+
+
+def test_seeds_must_be_distinct(monkeypatch):
+    b = _bench()
+    monkeypatch.setattr('sys.argv', ['bench_fqn.py', '--seeds', '1', '1'])
+    with pytest.raises(SystemExit, match='distinct'):
+        b.main()
+
+
+def test_build_cfg_sets_the_row_seed(tmp_path):
+    from types import SimpleNamespace
+    b = _bench()
+    args = SimpleNamespace(data=None, img_size=64, cfg_options=[])
+    cfg = b.build_cfg(b.CONFIGS['retina'][1], args, tmp_path, {}, seed=7)
+    assert cfg.randomness == dict(seed=7) and cfg.work_dir == str(tmp_path)

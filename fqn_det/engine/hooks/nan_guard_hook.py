@@ -25,8 +25,10 @@ class FQNNaNGuardHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
         if not outputs:
             return
-        bad = {k: float(v) for k, v in outputs.items()
-               if k.startswith('loss') and hasattr(v, '__float__') and not math.isfinite(float(v))}
+        # mmengine's log_vars: the total 'loss' is still the graph's tensor (detach: no autograd warning)
+        values = {k: float(v.detach() if hasattr(v, 'detach') else v) for k, v in outputs.items()
+                  if k.startswith('loss') and hasattr(v, '__float__')}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             last = runner.message_hub.get_info('last_ckpt') if hasattr(runner, 'message_hub') else None
             raise NonFiniteLossError(

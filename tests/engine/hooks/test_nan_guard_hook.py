@@ -28,3 +28,14 @@ def test_runs_before_the_checkpoint_hook():
     from mmengine.hooks import CheckpointHook
     from mmengine.runner import get_priority
     assert get_priority(FQNNaNGuardHook.priority) < get_priority(CheckpointHook.priority)
+
+
+def test_loss_with_graph_is_read_without_autograd_warning():
+    """mmengine passes the total loss still attached to the graph; reading it must not warn."""
+    import warnings
+    w = torch.ones(1, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        FQNNaNGuardHook().after_train_iter(_runner(), 0, None, dict(loss=(w * 2).sum(), loss_cls=0.5))
+    with pytest.raises(NonFiniteLossError, match='loss'):
+        FQNNaNGuardHook().after_train_iter(_runner(), 0, None, dict(loss=(w * float('nan')).sum()))
