@@ -116,11 +116,17 @@ def main():
     q_opt = build_optim_wrapper(q, fp_cfg.optim_wrapper)
     for m, o in ((fp, fp_opt), (q, q_opt)):  # warm-up
         train_step_time(m, o, batches[0])
-    fp_t, q_t = [], []
+    from fqn_det.quant import fused
+    fused_on = fused.load() is not None
+    fp_t, q_t, q_torch_t = [], [], []
     for i in range(args.repeats):
         data = batches[1 + i % 19]
         fp_t.append(train_step_time(fp, fp_opt, data))
         q_t.append(train_step_time(q, q_opt, data))
+        if fused_on:  # the same QAT step on PyTorch ops only (the fallback), for comparison
+            os.environ[fused.ENV_SWITCH] = '0'
+            q_torch_t.append(train_step_time(q, q_opt, data))
+            os.environ[fused.ENV_SWITCH] = '1'
     cal_t, ev_t = [], []
     for _ in range(3):
         fp.eval()
@@ -139,6 +145,13 @@ def main():
     rows = [
         ('QAT iteration / FP iteration', f'{statistics.median(q_t) * 1e3:.0f} ms / '
          f'{statistics.median(fp_t) * 1e3:.0f} ms', f'{qat:.2f}x', '<= 1.3x', qat <= 1.3),
+    ]
+    if q_torch_t:
+        qt = statistics.median(q_torch_t) / statistics.median(fp_t)
+        rows.append(('QAT iteration on PyTorch ops only (`FQN_DET_FUSED=0`) / FP iteration',
+                     f'{statistics.median(q_torch_t) * 1e3:.0f} ms / {statistics.median(fp_t) * 1e3:.0f} ms',
+                     f'{qt:.2f}x', '-', None))
+    rows += [
         ('calibration (n=20) / 20 FP eval forwards', f'{statistics.median(cal_t):.2f} s / '
          f'{statistics.median(ev_t):.2f} s', f'{cal:.2f}x', '<= 2x', cal <= 2.0),
         ('peak memory above baseline: calibration / eval', f"{max(mem['calib']):.0f} MB / "
@@ -152,7 +165,9 @@ def main():
     if args.out:
         write_results(args.out, 'FQN cost, side by side',
                       [f'small RetinaNet of `{FP_CFG}` vs its FQN W4A4 (`{Q_CFG}`), {args.img_size}px, batch '
-                       f'{args.batch_size}, {args.threads} threads, median of {args.repeats} interleaved iterations'],
+                       f'{args.batch_size}, {args.threads} threads, median of {args.repeats} interleaved iterations',
+                       'fused CPU kernels (`fqn_det/quant/fused.py`): '
+                       + ('built and used' if fused_on else 'not available, PyTorch ops used')],
                       table)
 
 

@@ -42,4 +42,9 @@ from mmcv.ops import RoIAlign, nms  # noqa: F401  compiled ops present
 print(f"[setup] torch {torch.__version__}, mmengine {mmengine.__version__}, "
       f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, onnxruntime {onnxruntime.__version__}")
 PY
+echo "[setup] building the fused fake-quant CPU kernel (once, ~20 s)"
+if ! "$VENV/bin/python" -W error::RuntimeWarning -c 'from fqn_det.quant import fused; fused.load()'; then
+  echo "[setup] WARNING: the fused kernel did not build (is a C++ compiler installed?);" \
+       "QAT falls back to PyTorch ops: the same results, slower"
+fi
 echo "$stamp_src" > "$stamp_file"

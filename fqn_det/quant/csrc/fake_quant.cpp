@@ -1,0 +1,169 @@
+// Fused per-tensor fake quantization with the clipped straight-through estimator (CPU, float32).
+//
+// The same float operations, in the same order, as the PyTorch path of
+// fqn_det/quant/functional.py (x / s + zp, round half to even, clamp, (q - zp) * s),
+// so the results are bit for bit those of that path; only the number of passes over
+// memory changes (one forward pass instead of seven, one backward pass instead of two).
+// Built at first use by fqn_det/quant/fused.py with torch.utils.cpp_extension
+// (-ffp-contract=off: no fused multiply-add may change a rounding).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kGrain = 16384;
+
+// Per tensor (one scale) or per channel along dim 0 of a contiguous tensor (one scale
+// per slice x[c]); scale float32, zero_point int32, as the quantizers keep them.
+std::tuple<at::Tensor, at::Tensor> fake_quant_forward(const at::Tensor& x, const at::Tensor& scale,
+                                                      const at::Tensor& zero_point, int64_t qmin, int64_t qmax,
+                                                      bool need_mask) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "fused fake quant: float32 CPU tensors only");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "fused fake quant: dense tensors only");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && zero_point.scalar_type() == at::kInt &&
+              scale.numel() == zero_point.numel() && scale.is_contiguous() && zero_point.is_contiguous(),
+              "fused fake quant: float32 scale and int32 zero-point of the same size");
+  const int64_t channels = scale.numel(), numel = x.numel();
+  TORCH_CHECK(channels == 1 || (x.dim() >= 1 && x.size(0) == channels && x.is_contiguous()),
+              "fused fake quant: one scale, or one per slice along dim 0 of a contiguous tensor");
+  at::Tensor out = at::empty_like(x);
+  at::Tensor mask = need_mask ? at::empty_like(x, x.options().dtype(at::kBool))
+                              : at::empty({0}, x.options().dtype(at::kBool));
+  const int64_t inner = channels == 1 ? numel : numel / channels;
+  const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  const float* px = x.data_ptr<float>();
+  const float* ps = scale.data_ptr<float>();
+  const int32_t* pz = zero_point.data_ptr<int32_t>();
+  float* po = out.data_ptr<float>();
+  uint8_t* pm = need_mask ? reinterpret_cast<uint8_t*>(mask.data_ptr<bool>()) : nullptr;
+  at::parallel_for(0, numel, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end;) {
+      const int64_t c = b / inner;
+      const int64_t e = std::min(end, (c + 1) * inner);
+      const float s = ps[c], zp = static_cast<float>(pz[c]);
+      const float* __restrict__ xi = px;
+      float* __restrict__ oi = po;
+      uint8_t* __restrict__ mi = pm;
+      if (mi) {
+        for (int64_t i = b; i < e; ++i) {
+          const float q = __builtin_nearbyintf(xi[i] / s + zp);
+          float v = q < lo ? lo : q;
+          v = v > hi ? hi : v;
+          mi[i] = v == q;  // inside the range: the gradient passes
+          oi[i] = (v - zp) * s;
+        }
+      } else {
+        for (int64_t i = b; i < e; ++i) {
+          const float q = __builtin_nearbyintf(xi[i] / s + zp);
+          float v = q < lo ? lo : q;
+          v = v > hi ? hi : v;
+          oi[i] = (v - zp) * s;
+        }
+      }
+      b = e;
+    }
+  });
+  return {out, mask};
+}
+
+at::Tensor fake_quant_backward(const at::Tensor& grad, const at::Tensor& mask) {
+  TORCH_CHECK(grad.device().is_cpu() && grad.scalar_type() == at::kFloat, "fused fake quant: float32 CPU tensors only");
+  TORCH_CHECK(grad.sizes() == mask.sizes() && grad.strides() == mask.strides() && grad.is_non_overlapping_and_dense(),
+              "fused fake quant backward: the gradient must have the mask's layout");
+  at::Tensor out = at::empty_like(grad);
+  const float* pg = grad.data_ptr<float>();
+  const uint8_t* pm = reinterpret_cast<const uint8_t*>(mask.data_ptr<bool>());
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, grad.numel(), kGrain, [&](int64_t b, int64_t e) {
+    const float* __restrict__ gi = pg;
+    const uint8_t* __restrict__ mi = pm;
+    float* __restrict__ oi = po;
+    for (int64_t i = b; i < e; ++i) oi[i] = gi[i] * static_cast<float>(mi[i]);  // grad * mask, as in PyTorch
+  });
+  return out;
+}
+
+// The k_lo-th smallest and the k_hi-th largest of x's elements 0, step, 2 * step, ... in
+// memory order: the order statistics torch.topk selects from that strided sample, found
+// in one pass with two bounded heaps and no copy of the sample. Blocks of the sample that
+// cannot change either heap (all values between the two heap tops) are skipped after a
+// min/max the compiler vectorizes; with 0.1 % tails that is nearly every block.
+at::Tensor strided_order_stats(const at::Tensor& x, int64_t step, int64_t k_lo, int64_t k_hi) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "order statistics: float32 CPU tensors only");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "order statistics: dense tensors only");
+  TORCH_CHECK(step >= 1, "order statistics: step must be >= 1");
+  const int64_t n = (x.numel() + step - 1) / step;
+  TORCH_CHECK(1 <= k_lo && k_lo <= n && 1 <= k_hi && k_hi <= n, "order statistics: k out of range");
+  const float* px = x.data_ptr<float>();
+  // max-heap of the k_lo smallest so far (front: the largest of them) and min-heap of the
+  // k_hi largest so far (front: the smallest of them)
+  std::vector<float> low(k_lo), high(k_hi);
+  for (int64_t i = 0; i < k_lo; ++i) low[i] = px[i * step];
+  for (int64_t i = 0; i < k_hi; ++i) high[i] = px[i * step];
+  std::make_heap(low.begin(), low.end());
+  std::make_heap(high.begin(), high.end(), std::greater<float>());
+  auto offer = [&](float v, int64_t i) {
+    if (i >= k_lo && v < low.front()) {
+      std::pop_heap(low.begin(), low.end());
+      low.back() = v;
+      std::push_heap(low.begin(), low.end());
+    }
+    if (i >= k_hi && v > high.front()) {
+      std::pop_heap(high.begin(), high.end(), std::greater<float>());
+      high.back() = v;
+      std::push_heap(high.begin(), high.end(), std::greater<float>());
+    }
+  };
+  constexpr int64_t kBlock = 256;
+  const int64_t head = std::max(k_lo, k_hi);
+  for (int64_t i = 0; i < std::min(head, n); ++i) offer(px[i * step], i);
+  float buf[kBlock];
+  for (int64_t b = head; b < n; b += kBlock) {
+    const int64_t m = std::min(kBlock, n - b);
+    const float* src = px + b * step;
+    float lo = src[0], hi = src[0];
+    if (step == 1) {
+      for (int64_t j = 0; j < m; ++j) {
+        const float v = src[j];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+      }
+    } else {
+      for (int64_t j = 0; j < m; ++j) buf[j] = src[j * step];
+      for (int64_t j = 0; j < m; ++j) {
+        lo = buf[j] < lo ? buf[j] : lo;
+        hi = buf[j] > hi ? buf[j] : hi;
+      }
+      src = buf;
+    }
+    if (lo < low.front() || hi > high.front()) {
+      for (int64_t j = 0; j < m; ++j) offer(src[j], b + j);
+    }
+  }
+  at::Tensor out = at::empty({2}, x.options());
+  out.data_ptr<float>()[0] = low.front();
+  out.data_ptr<float>()[1] = high.front();
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fqn_det, m) {
+  m.def("fake_quant_forward(Tensor x, Tensor scale, Tensor zero_point, int qmin, int qmax, bool need_mask)"
+        " -> (Tensor, Tensor)");
+  m.def("fake_quant_backward(Tensor grad, Tensor mask) -> Tensor");
+  m.def("strided_order_stats(Tensor x, int step, int k_lo, int k_hi) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fqn_det, CPU, m) {
+  m.impl("fake_quant_forward", &fake_quant_forward);
+  m.impl("fake_quant_backward", &fake_quant_backward);
+  m.impl("strided_order_stats", &strided_order_stats);
+}
