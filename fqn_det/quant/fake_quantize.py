@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .distributed import reduce_batch_range
-from .functional import calc_qparams, fake_quantize
+from .functional import calc_qparams, calc_qparams_scalar, fake_quantize
 from .observers import NonFiniteActivationError, StreamingHistogram, batch_range
 from .qscheme import QScheme
 
@@ -133,18 +133,22 @@ class ActQuantizer(nn.Module):
     def set_range(self, lo: Tensor, hi: Tensor) -> None:
         self.min_val.copy_(lo)
         self.max_val.copy_(hi)
-        scale, zp = calc_qparams(self.min_val, self.max_val, self.scheme)
-        self.scale.copy_(scale)
-        self.zero_point.copy_(zp)
+        qparams = None
+        if self.min_val.device.type == 'cpu':  # on an accelerator, float() would wait for it
+            qparams = calc_qparams_scalar(float(self.min_val), float(self.max_val), self.scheme)
+        if qparams is None:  # NaN, beyond float32 or not on the CPU: the tensor version
+            qparams = calc_qparams(self.min_val, self.max_val, self.scheme)
+        self.scale.fill_(qparams[0])
+        self.zero_point.fill_(qparams[1])
         self.initialized.fill_(1)
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
-        # One reduction over the whole tensor: the percentile statistic only
-        # reads a subsample and would let a NaN/inf through.
-        if not torch.isfinite(x.detach().sum(dtype=torch.float32)):  # fp16 sums overflow
-            raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}')
-        lo, hi = batch_range(x, self.ema_stat, self.gamma)
+        # every element is checked, not only the percentile statistic's subsample
+        try:
+            lo, hi = batch_range(x, self.ema_stat, self.gamma, check_finite=True)
+        except NonFiniteActivationError:
+            raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}') from None
         # identical updates on every data-parallel rank (no-op in a single process)
         lo, hi = reduce_batch_range(lo, hi, exact_extremes=self.ema_stat == 'minmax' or self.gamma >= 1.0)
         if self.initialized:

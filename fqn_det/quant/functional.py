@@ -11,7 +11,9 @@ values and the gradients are clipped to the quantization range.
 """
 from __future__ import annotations
 
-from typing import Tuple
+import math
+import struct
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -124,3 +126,38 @@ def calc_qparams(min_val: Tensor, max_val: Tensor, scheme: QScheme) -> Tuple[Ten
         scale = torch.clamp((max_pos - min_neg) / float(qmax - qmin), min=_EPS)
         zero_point = torch.clamp(torch.round(qmin - min_neg / scale), qmin, qmax).to(torch.int32)
     return scale, zero_point
+
+
+_F32 = struct.Struct('f')
+
+
+def _f32(v: float) -> float:
+    """``v`` rounded to the nearest float32 (ties to even); OverflowError outside its range."""
+    return _F32.unpack(_F32.pack(v))[0]
+
+
+def calc_qparams_scalar(min_val: float, max_val: float, scheme: QScheme) -> Optional[Tuple[float, int]]:
+    """:func:`calc_qparams` for one range, in Python floats: the same float32 scale and zero-point.
+
+    Every float32 operation of :func:`calc_qparams` is done here in double and
+    rounded to float32, which gives the correctly rounded float32 result of
+    each ``+ - * /`` (double carries more than 2 * 24 + 2 bits), so the results
+    are equal, not close; ``round`` is half to even in both. It skips the ten
+    small tensor operations of the tensor version, which an activation
+    quantizer would otherwise run at every QAT step. Returns None for ranges it
+    does not take (NaN, or beyond float32); use :func:`calc_qparams` then.
+    """
+    try:
+        min_neg, max_pos = min(_f32(min_val), 0.0), max(_f32(max_val), 0.0)
+        qmin, qmax = scheme.quant_min, scheme.quant_max
+        if scheme.symmetric:
+            scale, zero_point = max(_f32(max(-min_neg, max_pos) / qmax), _EPS), 0
+        else:
+            scale = max(_f32(_f32(max_pos - min_neg) / float(qmax - qmin)), _EPS)
+            zero_point = _f32(qmin - _f32(min_neg / scale))
+    except OverflowError:
+        return None
+    if not (math.isfinite(min_neg) and math.isfinite(max_pos) and math.isfinite(scale)
+            and math.isfinite(zero_point)):
+        return None
+    return scale, min(max(round(zero_point), qmin), qmax)

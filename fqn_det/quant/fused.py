@@ -126,6 +126,10 @@ def backward(grad: Tensor, mask: Tensor) -> Tensor:
     return grad * mask.to(grad.dtype)
 
 
-def strided_order_stats(x: Tensor, step: int, k_lo: int, k_hi: int) -> Tensor:
-    """``[k_lo-th smallest, k_hi-th largest]`` of ``x``'s elements ``0, step, 2 * step, ...`` in memory order."""
-    return _state['ops'].strided_order_stats(x, step, k_lo, k_hi)
+def strided_order_stats(x: Tensor, step: int, k_lo: int, k_hi: int, check_finite: bool = False) -> Tensor:
+    """``[k_lo-th smallest, k_hi-th largest, all finite]`` of ``x``'s elements ``0, step, 2 * step, ...``.
+
+    Elements are taken in memory order. The third value is 1.0 when ``check_finite``
+    is False or every element of ``x`` (not only the sample) is finite, else 0.0.
+    """
+    return _state['ops'].strided_order_stats(x, step, k_lo, k_hi, check_finite)

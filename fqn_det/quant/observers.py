@@ -136,12 +136,25 @@ def covering_width(amax: float, bins_per_side: int) -> float:
     return w
 
 
-def batch_range(x: Tensor, stat: str, gamma: float) -> Tuple[Tensor, Tensor]:
+def _require_finite(ok: bool) -> None:
+    if not ok:
+        raise NonFiniteActivationError('observed NaN or inf values')
+
+
+def _all_finite(flat: Tensor) -> bool:
+    return bool(torch.isfinite(flat.sum(dtype=torch.float32)))  # one reduction; fp16 sums would overflow
+
+
+def batch_range(x: Tensor, stat: str, gamma: float, check_finite: bool = False) -> Tuple[Tensor, Tensor]:
     """This batch's range statistic for the EMA: ``'minmax'`` or ``'percentile'``.
 
     ``'percentile'`` takes the ``[1 - gamma, gamma]`` order statistics of an evenly
     strided subsample of at most :data:`EMA_SAMPLE` elements, which keeps the cost
     a small fraction of the layer's own.
+
+    Raises:
+        NonFiniteActivationError: With ``check_finite``, if any element of ``x``
+            (not only of the subsample) is NaN or inf.
     """
     x = x.detach()
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
@@ -150,6 +163,8 @@ def batch_range(x: Tensor, stat: str, gamma: float) -> Tuple[Tensor, Tensor]:
         flat = x.reshape(-1)
     if stat == 'minmax' or gamma >= 1.0:
         lo, hi = torch.aminmax(flat)
+        if check_finite:  # NaN and inf both show in the min or the max
+            _require_finite(math.isfinite(float(lo)) and math.isfinite(float(hi)))
         return lo.float(), hi.float()
     # An odd stride: a stride sharing a factor with the (often power-of-two) row
     # width would sample the same few image columns every time.
@@ -159,14 +174,20 @@ def batch_range(x: Tensor, stat: str, gamma: float) -> Tuple[Tensor, Tensor]:
     k_lo = max(1, min(n, int(math.floor((1.0 - gamma) * (n - 1))) + 1))
     k_hi = max(1, min(n, int(math.ceil(gamma * (n - 1))) + 1))
     if k_lo > n // 64:  # wide tails (gamma well below 0.99): selection beats a large top-k
+        if check_finite:
+            _require_finite(_all_finite(flat))
         return torch.kthvalue(sample, k_lo).values, torch.kthvalue(sample, k_hi).values
     # The k-th smallest and the (n - k_hi + 1)-th largest: for gamma=0.999 both are ~0.1 %
-    # tails, and a partial top-k selects them ~6x faster than kthvalue; the fused kernel's
-    # bounded heaps select the same two values from the uncopied strided sample, ~3x faster.
+    # tails, and a partial top-k selects them ~6x faster than kthvalue; the fused kernel
+    # selects the same two values from the uncopied strided sample, ~3x faster again,
+    # and tests finiteness in the same call.
     if fused.usable(x):
-        both = fused.strided_order_stats(x, step, k_lo, n - k_hi + 1)
-        return both[0], both[1]
+        stats = fused.strided_order_stats(x, step, k_lo, n - k_hi + 1, check_finite)
+        if check_finite:
+            _require_finite(bool(stats[2]))
+        return stats[0], stats[1]
+    if check_finite:
+        _require_finite(_all_finite(flat))
     lo = torch.topk(sample, k_lo, largest=False, sorted=True).values[-1]
     hi = torch.topk(sample, n - k_hi + 1, largest=True, sorted=True).values[-1]
     return lo, hi
-

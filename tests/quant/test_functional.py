@@ -244,3 +244,27 @@ def test_qparams_requiring_grad_do_not_break_backward():
     xg = x.clone().requires_grad_(True)
     fake_quantize(xg, scale, zp, 0, 15).sum().backward()
     assert scale.grad is None and zp.grad is None and xg.grad is not None
+
+
+@pytest.mark.parametrize('bits', [2, 4, 8])
+@pytest.mark.parametrize('symmetric', [False, True])
+def test_calc_qparams_scalar_equals_tensor_version(bits, symmetric):
+    """The Python-float fast path gives the tensor version's float32 results exactly."""
+    from fqn_det.quant.functional import calc_qparams_scalar
+    scheme = QScheme(bits, symmetric=symmetric)
+    g = torch.Generator().manual_seed(bits + 10 * symmetric)
+    n = 4000
+    mag = torch.pow(10.0, torch.empty(n).uniform_(-12, 12, generator=g))
+    lo = -mag * torch.rand(n, generator=g)
+    hi = mag * torch.rand(n, generator=g)
+    lo[:500] = hi[:500] * 0.3  # all-positive ranges
+    hi[500:1000] = lo[500:1000] * 0.3  # all-negative ranges
+    lo[1000:1100], hi[1000:1100] = 0.0, 0.0  # empty ranges: smallest scale
+    lo[1100:1200] = -hi[1100:1200]  # symmetric ranges, exact zero-point ties possible
+    lo, hi = lo.double(), hi.double()  # also exercises the rounding to float32
+    for a, b in zip(lo.tolist(), hi.tolist()):
+        s_ref, zp_ref = calc_qparams(torch.tensor(a), torch.tensor(b), scheme)
+        s, zp = calc_qparams_scalar(a, b, scheme)
+        assert s == float(s_ref) and zp == int(zp_ref), (a, b)
+    assert calc_qparams_scalar(float('nan'), 1.0, scheme) is None
+    assert calc_qparams_scalar(-1e300, 1.0, scheme) is None  # beyond float32

@@ -90,26 +90,28 @@ at::Tensor fake_quant_backward(const at::Tensor& grad, const at::Tensor& mask) {
   return out;
 }
 
-// The k_lo-th smallest and the k_hi-th largest of x's elements 0, step, 2 * step, ... in
-// memory order: the order statistics torch.topk selects from that strided sample, found
-// in one pass with two bounded heaps and no copy of the sample. Blocks of the sample that
-// cannot change either heap (all values between the two heap tops) are skipped after a
-// min/max the compiler vectorizes; with 0.1 % tails that is nearly every block.
-at::Tensor strided_order_stats(const at::Tensor& x, int64_t step, int64_t k_lo, int64_t k_hi) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "order statistics: float32 CPU tensors only");
-  TORCH_CHECK(x.is_non_overlapping_and_dense(), "order statistics: dense tensors only");
-  TORCH_CHECK(step >= 1, "order statistics: step must be >= 1");
-  const int64_t n = (x.numel() + step - 1) / step;
-  TORCH_CHECK(1 <= k_lo && k_lo <= n && 1 <= k_hi && k_hi <= n, "order statistics: k out of range");
-  const float* px = x.data_ptr<float>();
+// The k_lo smallest and k_hi largest of the sample elements [begin, end) (sample element i
+// is px[i * step]), appended unordered to `low` and `high`: two bounded heaps in one pass.
+// Blocks that cannot change either heap (all values between the two heap tops) are skipped
+// after a min/max the compiler vectorizes; with 0.1 % tails that is nearly every block.
+void select_tails(const float* px, int64_t step, int64_t begin, int64_t end, int64_t k_lo, int64_t k_hi,
+                  std::vector<float>& low_out, std::vector<float>& high_out) {
+  const int64_t n = end - begin;
+  if (n <= std::max(k_lo, k_hi)) {  // a short range: all of it is a candidate
+    for (int64_t i = begin; i < end; ++i) {
+      low_out.push_back(px[i * step]);
+      high_out.push_back(px[i * step]);
+    }
+    return;
+  }
   // max-heap of the k_lo smallest so far (front: the largest of them) and min-heap of the
   // k_hi largest so far (front: the smallest of them)
   std::vector<float> low(k_lo), high(k_hi);
-  for (int64_t i = 0; i < k_lo; ++i) low[i] = px[i * step];
-  for (int64_t i = 0; i < k_hi; ++i) high[i] = px[i * step];
+  for (int64_t i = 0; i < k_lo; ++i) low[i] = px[(begin + i) * step];
+  for (int64_t i = 0; i < k_hi; ++i) high[i] = px[(begin + i) * step];
   std::make_heap(low.begin(), low.end());
   std::make_heap(high.begin(), high.end(), std::greater<float>());
-  auto offer = [&](float v, int64_t i) {
+  auto offer = [&](float v, int64_t i) {  // i: position in the range
     if (i >= k_lo && v < low.front()) {
       std::pop_heap(low.begin(), low.end());
       low.back() = v;
@@ -123,33 +125,75 @@ at::Tensor strided_order_stats(const at::Tensor& x, int64_t step, int64_t k_lo, 
   };
   constexpr int64_t kBlock = 256;
   const int64_t head = std::max(k_lo, k_hi);
-  for (int64_t i = 0; i < std::min(head, n); ++i) offer(px[i * step], i);
+  for (int64_t i = 0; i < head; ++i) offer(px[(begin + i) * step], i);
   float buf[kBlock];
   for (int64_t b = head; b < n; b += kBlock) {
     const int64_t m = std::min(kBlock, n - b);
-    const float* src = px + b * step;
-    float lo = src[0], hi = src[0];
-    if (step == 1) {
-      for (int64_t j = 0; j < m; ++j) {
-        const float v = src[j];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-      }
-    } else {
+    const float* src = px + (begin + b) * step;
+    if (step != 1) {
       for (int64_t j = 0; j < m; ++j) buf[j] = src[j * step];
-      for (int64_t j = 0; j < m; ++j) {
-        lo = buf[j] < lo ? buf[j] : lo;
-        hi = buf[j] > hi ? buf[j] : hi;
-      }
       src = buf;
+    }
+    float lo = src[0], hi = src[0];
+    for (int64_t j = 0; j < m; ++j) {
+      lo = src[j] < lo ? src[j] : lo;
+      hi = src[j] > hi ? src[j] : hi;
     }
     if (lo < low.front() || hi > high.front()) {
       for (int64_t j = 0; j < m; ++j) offer(src[j], b + j);
     }
   }
-  at::Tensor out = at::empty({2}, x.options());
-  out.data_ptr<float>()[0] = low.front();
-  out.data_ptr<float>()[1] = high.front();
+  low_out.insert(low_out.end(), low.begin(), low.end());
+  high_out.insert(high_out.end(), high.begin(), high.end());
+}
+
+// [k_lo-th smallest, k_hi-th largest, all finite] of x's elements 0, step, 2 * step, ... in
+// memory order: the order statistics torch.topk selects from that strided sample, without
+// copying the sample. Each thread selects the tails of its part of the sample; the union of
+// those holds the global tails, whose k-th elements nth_element then picks. With
+// check_finite, the third value is 1 when every element of x (not only the sample) is
+// finite, else 0 (an integer test of the exponent bits, which vectorizes).
+at::Tensor strided_order_stats(const at::Tensor& x, int64_t step, int64_t k_lo, int64_t k_hi, bool check_finite) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "order statistics: float32 CPU tensors only");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "order statistics: dense tensors only");
+  TORCH_CHECK(step >= 1, "order statistics: step must be >= 1");
+  const int64_t n = (x.numel() + step - 1) / step;
+  TORCH_CHECK(1 <= k_lo && k_lo <= n && 1 <= k_hi && k_hi <= n, "order statistics: k out of range");
+  const float* px = x.data_ptr<float>();
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / 8192));
+  std::vector<std::vector<float>> lows(parts), highs(parts);
+  uint32_t worst = 0;  // the largest exponent field: all ones only for inf and NaN
+  if (check_finite) {
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(px);
+    worst = at::parallel_reduce(
+        0, x.numel(), 4 * kGrain, 0u,
+        [&](int64_t b, int64_t e, uint32_t w) {
+          for (int64_t i = b; i < e; ++i) {
+            const uint32_t expo = bits[i] & 0x7f800000u;
+            w = expo > w ? expo : w;
+          }
+          return w;
+        },
+        [](uint32_t a, uint32_t b) { return a > b ? a : b; });
+  }
+  at::parallel_for(0, parts, 1, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      lows[p].reserve(k_lo);
+      highs[p].reserve(k_hi);
+      select_tails(px, step, n * p / parts, n * (p + 1) / parts, k_lo, k_hi, lows[p], highs[p]);
+    }
+  });
+  std::vector<float> low, high;
+  for (int64_t p = 0; p < parts; ++p) {
+    low.insert(low.end(), lows[p].begin(), lows[p].end());
+    high.insert(high.end(), highs[p].begin(), highs[p].end());
+  }
+  std::nth_element(low.begin(), low.begin() + (k_lo - 1), low.end());
+  std::nth_element(high.begin(), high.begin() + (k_hi - 1), high.end(), std::greater<float>());
+  at::Tensor out = at::empty({3}, x.options());
+  out.data_ptr<float>()[0] = low[k_lo - 1];
+  out.data_ptr<float>()[1] = high[k_hi - 1];
+  out.data_ptr<float>()[2] = worst == 0x7f800000u ? 0.0f : 1.0f;
   return out;
 }
 
@@ -159,7 +203,7 @@ TORCH_LIBRARY(fqn_det, m) {
   m.def("fake_quant_forward(Tensor x, Tensor scale, Tensor zero_point, int qmin, int qmax, bool need_mask)"
         " -> (Tensor, Tensor)");
   m.def("fake_quant_backward(Tensor grad, Tensor mask) -> Tensor");
-  m.def("strided_order_stats(Tensor x, int step, int k_lo, int k_hi) -> Tensor");
+  m.def("strided_order_stats(Tensor x, int step, int k_lo, int k_hi, bool check_finite) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fqn_det, CPU, m) {
