@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .distributed import reduce_batch_range
+from . import fused
 from .functional import calc_qparams, calc_qparams_scalar, fake_quantize
 from .observers import NonFiniteActivationError, StreamingHistogram, batch_range
 from .qscheme import QScheme
@@ -50,18 +51,28 @@ class WeightQuantizer(nn.Module):
         if not self.fake_quant_enabled:
             return w
         s = self.scheme
-        with torch.no_grad():
-            if s.per_channel:
-                flat = w.detach().transpose(0, s.ch_axis).reshape(w.shape[s.ch_axis], -1)
-                # amin + amax: aminmax(dim=1) is ~20x slower on CPU for conv-sized weights
-                lo, hi = flat.amin(1), flat.amax(1)
-            else:
-                lo, hi = torch.aminmax(w.detach())
-            scale, zp = calc_qparams(lo, hi, s)
-            self.scale.copy_(scale.reshape(self.scale.shape))
-            self.zero_point.copy_(zp.reshape(self.zero_point.shape))
+        wd = w.detach()
+        if (s.ch_axis == 0 or not s.per_channel) and wd.numel() and wd.is_contiguous() \
+                and fused.qparams_usable(self.scale, self.zero_point, wd):
+            # one call: per-channel min/max and qparams, the values of the lines below
+            fused.minmax_qparams_(wd, self.scale, self.zero_point, s.quant_min, s.quant_max, s.symmetric)
+        else:
+            self._set_qparams(wd)
         axis = s.ch_axis if s.per_channel else None
         return fake_quantize(w, self.scale, self.zero_point, s.quant_min, s.quant_max, axis)
+
+    @torch.no_grad()
+    def _set_qparams(self, w: Tensor) -> None:
+        s = self.scheme
+        if s.per_channel:
+            flat = w.transpose(0, s.ch_axis).reshape(w.shape[s.ch_axis], -1)
+            # amin + amax: aminmax(dim=1) is ~20x slower on CPU for conv-sized weights
+            lo, hi = flat.amin(1), flat.amax(1)
+        else:
+            lo, hi = torch.aminmax(w)
+        scale, zp = calc_qparams(lo, hi, s)
+        self.scale.copy_(scale.reshape(self.scale.shape))
+        self.zero_point.copy_(zp.reshape(self.zero_point.shape))
 
     def extra_repr(self) -> str:
         return str(self.scheme)
@@ -151,6 +162,17 @@ class ActQuantizer(nn.Module):
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}') from None
         # identical updates on every data-parallel rank (no-op in a single process)
         lo, hi = reduce_batch_range(lo, hi, exact_extremes=self.ema_stat == 'minmax' or self.gamma >= 1.0)
+        self._update_range(lo, hi)
+
+    @torch.no_grad()
+    def _update_range(self, lo: Tensor, hi: Tensor) -> None:
+        """EMA step towards this batch's statistic ``[lo, hi]`` (its first value when uninitialized)."""
+        if fused.qparams_usable(self.scale, self.zero_point, lo, hi, self.min_val, self.max_val) \
+                and self.initialized.dtype == torch.uint8:
+            s = self.scheme  # the lines below in one call, with the same values
+            fused.ema_qparams_(lo, hi, self.min_val, self.max_val, self.scale, self.zero_point, self.initialized,
+                               self.momentum, s.quant_min, s.quant_max, s.symmetric)
+            return
         if self.initialized:
             lo = torch.lerp(self.min_val, lo.to(self.min_val), self.momentum)
             hi = torch.lerp(self.max_val, hi.to(self.max_val), self.momentum)

@@ -3,11 +3,14 @@
 Fake quantization runs on every activation and weight of every QAT step. In
 plain PyTorch it is seven passes over memory forward (divide, add, round, clamp,
 compare, subtract, multiply) and two backward (mask to float, multiply); the
-FQN EMA statistic adds two ``torch.topk`` calls per activation. ``csrc/fake_quant.cpp``
-does the same float operations in the same order in one pass each way, and
-selects the same two order statistics with bounded heaps, so every result is bit
-for bit that of the PyTorch path (tested) and QAT runs the same numbers, only
-faster (``benchmarks/bench_cost.py``).
+FQN EMA statistic adds two ``torch.topk`` calls per activation, and each
+quantizer's range bookkeeping (per-channel min/max, EMA ``lerp``, scale and
+zero-point) some ten small tensor operations per step. ``csrc/fake_quant.cpp``
+does the same float operations in the same order in one pass each way, selects
+the same two order statistics with bounded heaps, and does a quantizer's range
+and qparams update in one call (calling ATen's own ``lerp``), so every result is
+bit for bit that of the PyTorch path (tested) and QAT runs the same numbers,
+only faster (``benchmarks/bench_cost.py``).
 
 The kernels are compiled with :func:`torch.utils.cpp_extension.load` into
 torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
@@ -66,7 +69,8 @@ def _load_library(verbose: bool) -> object:
         load_extension(name=name, sources=[str(_SOURCE)], extra_cflags=flags, is_python_module=False,
                        verbose=verbose)
     ops = torch.ops.fqn_det
-    for op in ('fake_quant_forward', 'fake_quant_backward', 'strided_order_stats'):
+    for op in ('fake_quant_forward', 'fake_quant_backward', 'strided_order_stats', 'minmax_qparams_',
+               'ema_qparams_'):
         getattr(ops, op)  # raises if the library did not register it
     return ops
 
@@ -124,6 +128,38 @@ def backward(grad: Tensor, mask: Tensor) -> Tensor:
             and _dense(grad) and not torch.is_grad_enabled()):
         return _state['ops'].fake_quant_backward(grad, mask)
     return grad * mask.to(grad.dtype)
+
+
+def qparams_usable(scale: Tensor, zero_point: Tensor, *ranges: Tensor) -> bool:
+    """Whether the qparams ops take these buffers: float32 scale, int32 zero-point, float32 ranges, all on the CPU."""
+    if not (scale.dtype == torch.float32 and zero_point.dtype == torch.int32 and scale.device.type == 'cpu'
+            and zero_point.device.type == 'cpu' and scale.is_contiguous() and zero_point.is_contiguous()):
+        return False
+    if not all(t.dtype == torch.float32 and t.device.type == 'cpu' for t in ranges):
+        return False
+    return usable(scale)
+
+
+def minmax_qparams_(w: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int, symmetric: bool) -> None:
+    """Set ``scale``/``zero_point`` to ``calc_qparams`` of the min and max of each slice of ``w`` along dim 0.
+
+    One range of all of ``w`` when the buffers hold one value. ``w`` must be contiguous
+    and non-empty, and :func:`qparams_usable` must hold; the values are those of
+    ``amin``/``amax`` followed by :func:`fqn_det.quant.functional.calc_qparams`.
+    """
+    _state['ops'].minmax_qparams_(w, scale, zero_point, qmin, qmax, symmetric)
+
+
+def ema_qparams_(lo: Tensor, hi: Tensor, min_val: Tensor, max_val: Tensor, scale: Tensor, zero_point: Tensor,
+                 initialized: Tensor, momentum: float, qmin: int, qmax: int, symmetric: bool) -> None:
+    """One EMA step of an activation range and its qparams, in place.
+
+    Once ``initialized``: ``min_val``/``max_val`` become ``torch.lerp`` towards ``lo``/``hi``
+    (ATen's kernel, called from C++); before that they take ``lo``/``hi``. Then
+    ``scale``/``zero_point`` become ``calc_qparams`` of the new range and ``initialized`` 1.
+    """
+    _state['ops'].ema_qparams_(lo, hi, min_val, max_val, scale, zero_point, initialized, momentum, qmin, qmax,
+                               symmetric)
 
 
 def strided_order_stats(x: Tensor, step: int, k_lo: int, k_hi: int, check_finite: bool = False) -> Tensor:

@@ -126,6 +126,89 @@ def test_order_statistics_extremes():
         fused.strided_order_stats(x, 1, 0, 1)
 
 
+def _weights(seed, shape):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g) * torch.logspace(-6, 6, shape[0]).reshape(-1, *[1] * (len(shape) - 1))
+    rows = w.view(shape[0], -1)
+    last = rows.shape[1] - 1
+    rows[0] = 0.0                        # an all-zero channel: scale clamped to eps
+    rows[1] = rows[1].abs() + 1e-3       # all positive: the range widened to contain 0
+    rows[2] = -rows[2].abs() - 1e-3      # all negative
+    rows[3, 0] = -0.0
+    rows[4] = 2.5                        # one value
+    rows[5, min(1, last)] = float('inf')
+    rows[6, min(2, last)] = float('-inf')
+    rows[7, min(3, last)] = float('nan')
+    rows[8] = 3.4e38                     # (max - min) overflows float32 on its own
+    rows[8, 0] = -3.4e38
+    return w
+
+
+@pytest.mark.parametrize('bits,symmetric', [(4, False), (4, True), (8, False), (2, True), (3, False)])
+@pytest.mark.parametrize('per_channel', [True, False])
+@pytest.mark.parametrize('shape', [(12, 5, 3, 3), (16, 7), (9,)])
+def test_weight_qparams_bit_exact(monkeypatch, bits, symmetric, per_channel, shape):
+    # the weight quantizer's qparams and output, one fused call against amin/amax + calc_qparams
+    w = _weights(bits * 7 + len(shape), shape)
+    scheme = QScheme(bits, symmetric=symmetric, per_channel=per_channel)
+
+    def run():
+        q = WeightQuantizer(scheme, shape[0])
+        out = q(w)
+        return q.scale.clone(), q.zero_point.clone(), out
+
+    (sa, za, oa), (sb, zb, ob) = _both(monkeypatch, run)
+    assert torch.equal(sa.isnan(), sb.isnan()) and torch.equal(sa[~sa.isnan()], sb[~sb.isnan()])
+    assert torch.equal(za, zb)
+    assert torch.equal(oa.isnan(), ob.isnan()) and torch.equal(oa[~oa.isnan()], ob[~ob.isnan()])
+    if per_channel:  # the edge channels did get their own values
+        assert float(sa[0]) == torch.finfo(torch.float32).eps and sa[7].isnan()
+
+
+def test_weight_qparams_random_ranges(monkeypatch):
+    # many random per-channel ranges, every scheme: the same float32 scales and zero-points
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(4096, 6, generator=g) * torch.exp(torch.randn(4096, 1, generator=g) * 4)
+    w += torch.randn(4096, 1, generator=g) * torch.exp(torch.randn(4096, 1, generator=g) * 3)
+    # ranges [-(k + 1/2) t, (m - k - 1/2) t]: min / scale lands on or within an ulp of a rounding tie
+    t = torch.exp(torch.randn(2048, generator=g) * 4)
+    k = torch.randint(0, 15, (2048,), generator=g).float()
+    w[:2048, 0], w[:2048, 1] = -(k + 0.5) * t, (15 - k - 0.5) * t
+    w[:2048, 2:] = 0.0
+    for bits in (2, 4, 8):
+        for symmetric in (False, True):
+            q = WeightQuantizer(QScheme(bits, symmetric=symmetric, per_channel=True), 4096)
+            a, b = _both(monkeypatch, lambda: (q(w), q.scale.clone(), q.zero_point.clone())[1:])
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize('symmetric', [False, True])
+def test_ema_qparams_bit_exact(monkeypatch, symmetric):
+    # many EMA steps from calibrated and from uninitialized quantizers: the same buffers either way
+    g = torch.Generator().manual_seed(12)
+    steps = torch.randn(300, 2, generator=g) * torch.exp(torch.randn(300, 1, generator=g) * 3)
+    steps[::7] = 0.0
+    t = torch.exp(torch.randn(100, generator=g) * 3)  # ranges on rounding ties of min / scale
+    k = torch.randint(0, 15, (100,), generator=g).float()
+    steps[100:200] = torch.stack([-(k + 0.5) * t, (15 - k - 0.5) * t], 1)
+
+    def run(calibrated, momentum):
+        q = ActQuantizer(QScheme(4, symmetric=symmetric), momentum=momentum)
+        if calibrated:
+            q.set_range(torch.tensor(-0.75), torch.tensor(3.25))
+        trace = []
+        for lo, hi in steps:
+            lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
+            q._update_range(lo, hi)
+            trace.append(torch.stack([q.min_val, q.max_val, q.scale, q.zero_point.float(), q.initialized.float()]))
+        return torch.stack(trace)
+
+    for calibrated in (False, True):
+        for momentum in (0.01, 0.3, 0.5, 0.9):
+            a, b = _both(monkeypatch, lambda: run(calibrated, momentum))
+            assert torch.equal(a, b), (calibrated, momentum)
+
+
 class _Net(nn.Module):
     def __init__(self):
         super().__init__()

@@ -1,9 +1,12 @@
-// Fused per-tensor fake quantization with the clipped straight-through estimator (CPU, float32).
+// Fused QAT kernels (CPU, float32): fake quantization with the clipped straight-through
+// estimator, the EMA percentile's order statistics, and the quantizers' qparams updates.
 //
 // The same float operations, in the same order, as the PyTorch path of
-// fqn_det/quant/functional.py (x / s + zp, round half to even, clamp, (q - zp) * s),
-// so the results are bit for bit those of that path; only the number of passes over
-// memory changes (one forward pass instead of seven, one backward pass instead of two).
+// fqn_det/quant/functional.py (x / s + zp, round half to even, clamp, (q - zp) * s;
+// calc_qparams) and fake_quantize.py, so the results are bit for bit those of that path;
+// only the number of passes over memory changes (one forward pass instead of seven, one
+// backward pass instead of two) and the number of calls (one qparams update instead of
+// about ten small tensor operations).
 // Built at first use by fqn_det/quant/fused.py with torch.utils.cpp_extension
 // (-ffp-contract=off: no fused multiply-add may change a rounding).
 #include <ATen/ATen.h>
@@ -11,8 +14,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <tuple>
 #include <vector>
 
@@ -197,6 +203,97 @@ at::Tensor strided_order_stats(const at::Tensor& x, int64_t step, int64_t k_lo, 
   return out;
 }
 
+// calc_qparams of fqn_det/quant/functional.py for one range, with its float32 operations in
+// its order: clamp to contain 0, scale = (max - min) / (qmax - qmin) (symmetric: max(|min|,
+// |max|) / qmax), clamped to >= FLT_EPSILON, zero-point = clamp(round(qmin - min / scale)).
+// NaN passes through the clamps, as in torch.clamp (every comparison with NaN is false).
+inline float clamp_max_nan(float v, float m) { return v > m ? m : v; }
+inline float clamp_min_nan(float v, float m) { return v < m ? m : v; }
+
+inline void range_qparams(float mn, float mx, int64_t qmin, int64_t qmax, bool symmetric, float* scale,
+                          int32_t* zero_point) {
+  const float min_neg = clamp_max_nan(mn, 0.0f), max_pos = clamp_min_nan(mx, 0.0f);
+  const float eps = std::numeric_limits<float>::epsilon();
+  if (symmetric) {
+    const float neg = -min_neg;
+    // torch.maximum propagates NaN
+    const float m = std::isnan(neg) || std::isnan(max_pos) ? std::numeric_limits<float>::quiet_NaN()
+                                                           : (neg > max_pos ? neg : max_pos);
+    *scale = clamp_min_nan(m / static_cast<float>(qmax), eps);
+    *zero_point = 0;
+    return;
+  }
+  const float s = clamp_min_nan((max_pos - min_neg) / static_cast<float>(qmax - qmin), eps);
+  float z = __builtin_nearbyintf(static_cast<float>(qmin) - min_neg / s);
+  z = clamp_max_nan(clamp_min_nan(z, static_cast<float>(qmin)), static_cast<float>(qmax));
+  *scale = s;
+  *zero_point = static_cast<int32_t>(z);  // NaN: what torch's float-to-int conversion gives on this CPU
+}
+
+void check_qparams_buffers(const at::Tensor& scale, const at::Tensor& zero_point) {
+  TORCH_CHECK(scale.device().is_cpu() && scale.scalar_type() == at::kFloat && scale.is_contiguous() &&
+              zero_point.device().is_cpu() && zero_point.scalar_type() == at::kInt &&
+              zero_point.is_contiguous() && scale.numel() == zero_point.numel(),
+              "qparams: contiguous float32 scale and int32 zero-point buffers of the same size on the CPU");
+}
+
+// The weight quantizer's range and qparams in one call: min and max of each slice along
+// dim 0 of a contiguous w (of all of w when the buffers hold one value), NaN propagating as
+// in torch.amin/amax, then range_qparams, written into the scale and zero-point buffers.
+void minmax_qparams_(const at::Tensor& w, at::Tensor scale, at::Tensor zero_point, int64_t qmin, int64_t qmax,
+                     bool symmetric) {
+  TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == at::kFloat && w.is_contiguous() && w.numel() > 0,
+              "minmax qparams: a non-empty contiguous float32 CPU tensor");
+  check_qparams_buffers(scale, zero_point);
+  const int64_t rows = scale.numel();
+  TORCH_CHECK(rows == 1 || (w.dim() >= 1 && w.size(0) == rows), "minmax qparams: one range, or one per slice along dim 0");
+  const int64_t inner = w.numel() / rows;
+  const float* pw = w.data_ptr<float>();
+  float* ps = scale.data_ptr<float>();
+  int32_t* pz = zero_point.data_ptr<int32_t>();
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* __restrict__ row = pw + r * inner;
+      float lo = row[0], hi = row[0];
+      bool nan = false;
+      for (int64_t i = 0; i < inner; ++i) {
+        const float v = row[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        nan |= v != v;
+      }
+      if (nan) lo = hi = std::numeric_limits<float>::quiet_NaN();
+      range_qparams(lo, hi, qmin, qmax, symmetric, ps + r, pz + r);
+    }
+  });
+}
+
+// The activation quantizer's EMA step after the batch statistic [lo, hi]: min_val and
+// max_val follow torch.lerp (ATen's own kernel, so the same rounding) once initialized and
+// take lo and hi otherwise; then scale and zero-point are range_qparams of the new range
+// and `initialized` is set. One call instead of about ten small tensor operations.
+void ema_qparams_(const at::Tensor& lo, const at::Tensor& hi, at::Tensor min_val, at::Tensor max_val,
+                  at::Tensor scale, at::Tensor zero_point, at::Tensor initialized, double momentum, int64_t qmin,
+                  int64_t qmax, bool symmetric) {
+  check_qparams_buffers(scale, zero_point);
+  TORCH_CHECK(scale.numel() == 1 && min_val.numel() == 1 && max_val.numel() == 1 && lo.numel() == 1 &&
+              hi.numel() == 1 && initialized.numel() == 1, "EMA qparams: one range");
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&lo, &hi, &min_val, &max_val})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat, "EMA qparams: float32 CPU ranges");
+  TORCH_CHECK(initialized.device().is_cpu() && initialized.scalar_type() == at::kByte, "EMA qparams: uint8 flag");
+  uint8_t* flag = initialized.data_ptr<uint8_t>();
+  if (*flag) {
+    min_val.lerp_(lo, momentum);
+    max_val.lerp_(hi, momentum);
+  } else {
+    min_val.copy_(lo);
+    max_val.copy_(hi);
+  }
+  range_qparams(*min_val.data_ptr<float>(), *max_val.data_ptr<float>(), qmin, qmax, symmetric,
+                scale.data_ptr<float>(), zero_point.data_ptr<int32_t>());
+  *flag = 1;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fqn_det, m) {
@@ -204,10 +301,15 @@ TORCH_LIBRARY(fqn_det, m) {
         " -> (Tensor, Tensor)");
   m.def("fake_quant_backward(Tensor grad, Tensor mask) -> Tensor");
   m.def("strided_order_stats(Tensor x, int step, int k_lo, int k_hi, bool check_finite) -> Tensor");
+  m.def("minmax_qparams_(Tensor w, Tensor(a!) scale, Tensor(b!) zero_point, int qmin, int qmax, bool symmetric) -> ()");
+  m.def("ema_qparams_(Tensor lo, Tensor hi, Tensor(a!) min_val, Tensor(b!) max_val, Tensor(c!) scale,"
+        " Tensor(d!) zero_point, Tensor(e!) initialized, float momentum, int qmin, int qmax, bool symmetric) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(fqn_det, CPU, m) {
   m.impl("fake_quant_forward", &fake_quant_forward);
   m.impl("fake_quant_backward", &fake_quant_backward);
   m.impl("strided_order_stats", &strided_order_stats);
+  m.impl("minmax_qparams_", &minmax_qparams_);
+  m.impl("ema_qparams_", &ema_qparams_);
 }
