@@ -49,3 +49,36 @@ def test_a_model_without_detections_scores_zero():
     assert demo.coco_metrics({}) == {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, 'coco/bbox_mAP_75': 0.0}
     m = demo.coco_metrics({'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.7, 'coco/bbox_mAP_75': 0.6})
     assert m['coco/bbox_mAP'] == 0.5
+
+
+def test_fp32_metrics_cached_per_checkpoint_and_validation_set(tmp_path, monkeypatch):
+    # the cached demo evaluates FP32 once; a new checkpoint, validation set or option evaluates again
+    demo = _demo()
+    calls = []
+
+    def fake_run(config, work_dir, options, train, checkpoint=None, **kw):
+        calls.append(checkpoint)
+        return {'coco/bbox_mAP': 0.5 + len(calls) / 100, 'coco/bbox_mAP_50': 0.8, 'coco/bbox_mAP_75': 0.6}
+
+    monkeypatch.setattr(demo, 'run', fake_run)
+    data = tmp_path / 'data'
+    (data / 'annotations').mkdir(parents=True)
+    ann = data / 'annotations' / 'instances_val.json'
+    ann.write_text('{"images": []}')
+    ckpt = tmp_path / 'fp32.pth'
+    ckpt.write_bytes(b'weights-1')
+    opts = {'test_dataloader.dataset.data_root': str(data), 'test_scale': (64, 64), 'randomness.seed': 1}
+
+    first = demo.cached_fp32_metrics(tmp_path, ckpt, data, opts)
+    # neither the seed nor training-only options change an evaluation
+    again = demo.cached_fp32_metrics(tmp_path, ckpt, data, {**opts, 'randomness.seed': 2, 'train_x': 3})
+    assert len(calls) == 1 and again == first and first['coco/bbox_mAP'] == 0.51
+    ckpt.write_bytes(b'weights-2')
+    assert demo.cached_fp32_metrics(tmp_path, ckpt, data, opts)['coco/bbox_mAP'] == 0.52
+    ann.write_text('{"images": [1]}')
+    demo.cached_fp32_metrics(tmp_path, ckpt, data, opts)
+    demo.cached_fp32_metrics(tmp_path, ckpt, data, {**opts, 'test_scale': (128, 128)})
+    assert len(calls) == 4
+    (tmp_path / 'eval_fp32' / 'metrics.json').write_text('{not json')  # unreadable cache: evaluate again
+    demo.cached_fp32_metrics(tmp_path, ckpt, data, {**opts, 'test_scale': (128, 128)})
+    assert len(calls) == 5

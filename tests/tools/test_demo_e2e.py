@@ -32,4 +32,7 @@ def test_demo_runs_end_to_end_then_from_cache(tmp_path):
 
     second = _demo(wd)
     assert 'FP32 RetinaNet: cached' in second and 'training 1 epochs' not in second
+    assert 'FP32: metrics of this checkpoint on this validation set, cached' in second
+    # step 5 evaluates the QAT model; training does not validate it again
+    assert 'Epoch(val)' not in next((wd / 'int4_train').glob('*/*.log')).read_text()
     assert (wd / 'fp32.pth').stat().st_mtime_ns == fp_mtime  # the cached checkpoint is reused, not rewritten
