@@ -84,3 +84,43 @@ def r50_retina_cfg():
 @pytest.fixture(scope='session')
 def r50_faster_cfg():
     return mmdet_model_cfg('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
+
+
+class SampleSet(torch.utils.data.Dataset):
+    """Single detection samples for a real DataLoader; odd indices report a portrait aspect ratio."""
+
+    def __init__(self, n):
+        self.items = []
+        for i in range(n):
+            torch.manual_seed(i)
+            d = demo_mm_inputs(batch_size=1, image_shapes=(3, 64, 64), num_classes=5)
+            self.items.append(dict(inputs=d['inputs'][0], data_samples=d['data_samples'][0]))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return dict(self.items[i], idx=i)
+
+    def get_data_info(self, i):
+        return dict(width=64, height=96 if i % 2 else 64)
+
+
+def aspect_ratio_loader(dataset, batch_size=2):
+    """A DataLoader with mmdet's AspectRatioBatchSampler (shuffled), as mmdet's train configs build."""
+    from mmdet.datasets.samplers import AspectRatioBatchSampler
+    from mmengine.dataset import DefaultSampler, pseudo_collate
+    sampler = DefaultSampler(dataset, shuffle=True, seed=0)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=AspectRatioBatchSampler(sampler, batch_size=batch_size),
+                                       collate_fn=pseudo_collate)
+
+
+class DropIdx(torch.nn.Module):
+    """The model's data preprocessor, ignoring the test's extra ``idx`` key."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, data, training=False):
+        return self.inner({k: v for k, v in data.items() if k != 'idx'}, training)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..quant.calibration import abort_calibration, finish_calibration, start_calibration
+from ..utils.partial_epoch import release_partial_epoch
 from .detector import (DFQError, analytic_bias_correction, apply_dfq, empirical_bias_correction,
                        find_pairs, fold_bn_permanently)
 from .ranges import data_free_ranges
@@ -36,13 +37,16 @@ def batch_runner(model: nn.Module, loader, num_batches: int, seed: Optional[int]
             torch.manual_seed(seed)
         used = 0
         it = iter(loader)
-        with torch.no_grad():
-            for _ in range(num_batches):
-                data = next(it, None)
-                if data is None:
-                    break
-                model(**model.data_preprocessor(data, False), mode='tensor')
-                used += 1
+        try:
+            with torch.no_grad():
+                for _ in range(num_batches):
+                    data = next(it, None)
+                    if data is None:
+                        break
+                    model(**model.data_preprocessor(data, False), mode='tensor')
+                    used += 1
+        finally:
+            release_partial_epoch(loader)  # or the next call would start from a stale batch
         if used < num_batches:
             warnings.warn(f'asked for {num_batches} batches but the dataloader has only {used}')
         return used

@@ -18,6 +18,7 @@ from ...nn import refresh_weight_qparams
 from ...quant import iter_act_quantizers, start_calibration
 from ...quant.distributed import assert_ranks_agree
 from ...quant.calibration import abort_calibration, finish_calibration
+from ...utils.partial_epoch import release_partial_epoch
 
 
 @HOOKS.register_module()
@@ -99,30 +100,6 @@ class FQNCalibrationHook(Hook):
                     sd[k] = v.detach().cpu().clone()
 
 
-#: Batch-sampler attributes holding partly filled batches between ``__iter__`` calls (mmdet's
-#: ``AspectRatioBatchSampler`` / ``TrackAspectRatioBatchSampler`` and ``MultiDataAspectRatioBatchSampler``).
-_BUCKET_ATTRS = ('_aspect_ratio_buckets', '_buckets')
-
-
-def release_partial_epoch(dataloader) -> None:
-    """Forget the batches a stopped-early pass left in the loader's batch sampler.
-
-    mmdet's aspect-ratio batch samplers fill per-group buckets as instance state
-    and empty a full bucket only when the generator is resumed after yielding it.
-    Calibration stops after n batches, so the last yielded batch stays in its
-    bucket: the next epoch then starts from a bucket that is never exactly full
-    again, yields every batch only at the end, without aspect-ratio grouping,
-    and one extra (repeated) batch. Emptying the buckets in place restores a
-    normal first training epoch.
-    """
-    sampler = getattr(dataloader, 'batch_sampler', None)
-    for attr in _BUCKET_ATTRS:
-        buckets = getattr(sampler, attr, None)
-        if isinstance(buckets, list) and all(isinstance(b, list) for b in buckets):
-            for b in buckets:
-                b.clear()
-
-
 def calibrate(runner_model, model, dataloader, n: int, gamma: Optional[float] = None, logger=None) -> int:
     """Run FQN calibration; returns the number of batches used.
 
@@ -164,7 +141,7 @@ def calibrate(runner_model, model, dataloader, n: int, gamma: Optional[float] = 
         raise
     finally:
         model.train(was_training)
-        release_partial_epoch(dataloader)
+        release_partial_epoch(dataloader)  # the first QAT epoch must be a whole one
     model.calibrated.fill_(1)
     if logger is not None:
         overridden = any('gamma' in o for o in model.quant_config.overrides) and gamma is None

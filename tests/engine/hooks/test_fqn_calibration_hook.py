@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmdet.testing import demo_mm_inputs
-
-from conftest import batch, build_quantized, tiny_model_cfg
+from conftest import DropIdx, SampleSet, aspect_ratio_loader, batch, build_quantized, tiny_model_cfg
 from fqn_det.engine.hooks import FQNCalibrationHook
 from fqn_det.quant import NonFiniteActivationError
 
@@ -99,60 +97,16 @@ def test_per_module_gamma_override_sets_min_max(tmp_path):
     assert other.gamma == 0.99 and q0.gamma == 1.0
 
 
-class _Samples(torch.utils.data.Dataset):
-    """Single samples for a real DataLoader; odd indices report a portrait aspect ratio."""
-
-    def __init__(self, n):
-        self.items = []
-        for i in range(n):
-            torch.manual_seed(i)
-            d = demo_mm_inputs(batch_size=1, image_shapes=(3, 64, 64), num_classes=5)
-            self.items.append(dict(inputs=d['inputs'][0], data_samples=d['data_samples'][0]))
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return dict(self.items[i], idx=i)
-
-    def get_data_info(self, i):
-        return dict(width=64, height=96 if i % 2 else 64)
-
-
-def _loader(dataset):
-    from mmdet.datasets.samplers import AspectRatioBatchSampler
-    from mmengine.dataset import DefaultSampler, pseudo_collate
-    sampler = DefaultSampler(dataset, shuffle=True, seed=0)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=AspectRatioBatchSampler(sampler, batch_size=2),
-                                       collate_fn=pseudo_collate)
-
-
 def test_first_training_epoch_is_whole_after_calibration(tmp_path):
     # mmdet's AspectRatioBatchSampler keeps the last batch a stopped-early pass yielded;
     # after calibration the next epoch must still be every sample once, grouped by aspect ratio
-    dataset = _Samples(12)
-    stale = _loader(dataset)
-    it = iter(stale)
-    next(it), next(it)
-    assert sum(1 for _ in stale) == len(stale) + 1  # the upstream behaviour the hook works around
-
-    loader = _loader(dataset)
+    loader = aspect_ratio_loader(SampleSet(12))
     model = build_quantized(tiny_model_cfg('retina'))
     runner = _runner(model, loader, tmp_path)
-    model.data_preprocessor = _DropIdx(model.data_preprocessor)
+    model.data_preprocessor = DropIdx(model.data_preprocessor)
     FQNCalibrationHook(num_batches=2).before_train(runner)
     epoch = [b['idx'] for b in loader]
     assert len(epoch) == len(loader)
     assert sorted(i for b in epoch for i in b) == list(range(12))
     assert all(len({i % 2 for i in b}) == 1 for b in epoch)  # one aspect-ratio group per batch
 
-
-class _DropIdx(torch.nn.Module):
-    """The model's data preprocessor, ignoring the test's extra ``idx`` key."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, data, training=False):
-        return self.inner({k: v for k, v in data.items() if k != 'idx'}, training)
