@@ -10,6 +10,8 @@ from conftest import batch, build_quantized, calibrate_on, mmdet_model_cfg
 from fqn_det.convert import check_fully_quantized, quantize_detector
 from fqn_det.nn import QConv2d, QLinear, UnsupportedModuleError
 from fqn_det.quant import ActQuantizer
+from fqn_det.quant.fake_quantize import floored_min
+from fqn_det.quant.functional import fake_quantize
 
 
 def _effective_weights(m):
@@ -149,3 +151,58 @@ def test_check_fully_quantized_catches_stray_layer(r50_retina_cfg):
     model.detector.bbox_head.extra = nn.Conv2d(4, 4, 1)
     with pytest.raises(UnsupportedModuleError, match=r"bbox_head\.extra"):
         check_fully_quantized(model.detector)
+
+
+def test_score_threshold_floor_on_sigmoid_classification_outputs(r50_retina_cfg):
+    import math
+    over = dict(overrides=[dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr')])
+    model = build_quantized(r50_retina_cfg, over)
+    thr = r50_retina_cfg['test_cfg']['score_thr']
+    t = math.log(thr / (1 - thr))
+    head = model.detector.bbox_head
+    assert all(q.floor == pytest.approx(t) for q in head.retina_cls.out_quant)
+    assert all(q.floor is None for q in head.retina_reg.out_quant)
+    with torch.no_grad():  # logits spread wide on both sides of the threshold
+        head.retina_cls.conv.weight.mul_(20.0)
+        head.retina_cls.conv.bias.fill_(t)
+    data = batch(80, n=2, size=96)
+    calibrate_on(model, data, gamma=None)
+    model.eval()
+
+    def logits():
+        with torch.no_grad():
+            d = model.data_preprocessor(data, False)
+            return head(model.detector.extract_feat(d['inputs']))[0]
+    switches = [m.fake_quant_enabled for m in model.modules() if isinstance(m, ActQuantizer)]
+    for f in switches:  # the logits calibration saw: float activations (weights stay quantized)
+        f.fill_(0)
+    raw = logits()
+    for f in switches:
+        f.fill_(1)
+    clipped = 0
+    for lvl, (r, c) in enumerate(zip(raw, logits())):
+        q = head.retina_cls.out_quant[lvl]
+        assert float(q.max_val) == pytest.approx(float(r.max()), abs=1e-3)  # gamma=1 on this output
+        # the range starts at most one step under the threshold: the levels go to values that can pass it
+        bound = float(floored_min(t, q.max_val, q.scheme))
+        assert float(q.min_val) == pytest.approx(max(float(r.min()), bound), abs=1e-3)
+        lowest = (q.scheme.quant_min - int(q.zero_point)) * float(q.scale)
+        below = r <= float(q.min_val)
+        if float(r.min()) < bound:  # what the floor clips ends on the lowest level, under the threshold
+            s_ = q.scheme
+            assert lowest < t and float(c.min()) == pytest.approx(lowest)
+            assert torch.all(fake_quantize(r[below], q.scale, q.zero_point, s_.quant_min, s_.quant_max) < t)
+            clipped += 1
+    assert clipped >= 3
+
+
+@pytest.mark.parametrize('pattern', ['bbox_head.retina_reg', 'backbone.conv1'])
+def test_score_threshold_floor_needs_a_sigmoid_classification_output(r50_retina_cfg, pattern):
+    with pytest.raises(ValueError, match=r"floor='score_thr' at '" + pattern.replace('.', r'\.')):
+        build_quantized(r50_retina_cfg, dict(overrides=[dict(pattern=pattern, floor='score_thr')]))
+
+
+def test_score_threshold_floor_rejected_on_softmax_heads(r50_faster_cfg):
+    with pytest.raises(ValueError, match='sigmoid head'):
+        build_quantized(r50_faster_cfg, dict(overrides=[dict(pattern='roi_head.bbox_head.fc_cls',
+                                                             floor='score_thr')]))

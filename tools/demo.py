@@ -1,6 +1,7 @@
 """One-command demo: generated data -> FP32 RetinaNet -> FQN W4A4 -> COCO mAP table.
 
     make demo            # or: python tools/demo.py [--work-dir work_dirs/demo]
+    python tools/demo.py --score-floor   # + this project's range for the classification outputs
 
 Every step is cached in the work dir (dataset, FP32 checkpoint), so a second
 run (or one resumed after an interruption) skips what is already done;
@@ -33,6 +34,9 @@ def parse_args():
     p.add_argument('--seed', type=int, default=REFERENCE_SEED,
                    help='random seed of every run (mmengine randomness.seed); the default is the reference '
                         'run\'s, whose FP32 checkpoint the benchmark tables use')
+    p.add_argument('--score-floor', action='store_true',
+                   help="range the classification outputs from the detector's score threshold up, gamma=1 "
+                        'there (not in the FQN paper; configs/synthetic/retina_r18_tiny_int4_score_floor.py)')
     args = p.parse_args()
     if not 0 <= args.seed < 2 ** 32:
         p.error(f'--seed must be in [0, 2**32), got {args.seed}')
@@ -204,6 +208,9 @@ def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
              f'Reference task: generated COCO-format data, {args.num_train} training / {args.num_val} validation '
              f'images at {args.img_size}px, 5 shape classes; small RetinaNet (narrow ResNet-18 + FPN). '
              f'FQN W4A4: calibration on n=20 batches (γ=0.999), {args.qat_epochs} epoch(s) QAT. '
+             + ('Classification outputs ranged from the score threshold up, γ=1 there (`--score-floor`, '
+                'not in the FQN paper). ' if args.score_floor else '')
+             + 
              f'Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the seed it was trained with).',
              '',
              '| model | bbox mAP | mAP@0.5 | mAP@0.75 | Δ vs FP32 |', '|---|---|---|---|---|']
@@ -262,21 +269,23 @@ def main():
     timings['FP32 training'] = time.time() - t
 
     t = time.time()
-    print(f'[demo 3/6] FQN W4A4: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
+    q_cfg = f"configs/synthetic/retina_r18_tiny_int4{'_score_floor' if args.score_floor else ''}.py"
+    label = 'FQN W4A4' + (' + score floor' if args.score_floor else '')
+    print(f'[demo 3/6] {label}: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
     q_dir = wd / 'int4_train'
     shutil.rmtree(q_dir, ignore_errors=True)
     e = args.qat_epochs
-    run('configs/synthetic/retina_r18_tiny_int4.py', q_dir, {
+    run(q_cfg, q_dir, {
         # no validation inside training (mmengine validates the last epoch whatever the interval,
         # unless val_begin is past it): step 5 evaluates the same model
         **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1, 'train_cfg.val_begin': e + 1,
         'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [e + 1],
-        'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt, desc='FQN W4A4 QAT')
+        'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt, desc=f'{label} QAT')
     timings['FQN calibration + QAT'] = time.time() - t
 
     t = time.time()
     print('[demo 4/6] integer export (packed 4-bit model + ONNX)')
-    q_cfg, q_ckpt = 'configs/synthetic/retina_r18_tiny_int4.py', q_dir / f'epoch_{e}.pth'
+    q_ckpt = q_dir / f'epoch_{e}.pth'
     report = export(q_cfg, q_ckpt, opts, wd / 'exported')
     timings['integer export'] = time.time() - t
 
@@ -291,8 +300,8 @@ def main():
     t = time.time()
     print('[demo 6/6] results and plots')
     from fqn_det.utils.plots import activation_histograms, map_bars
-    rows = [('FP32', fp), ('FQN W4A4 (fake-quant)', q), ('FQN W4A4 integer engine', eng),
-            ('FQN W4A4 ONNX Runtime', ort)]
+    rows = [('FP32', fp), (f'{label} (fake-quant)', q), (f'{label} integer engine', eng),
+            (f'{label} ONNX Runtime', ort)]
     map_bars([(n, m['coco/bbox_mAP']) for n, m in rows], wd / 'plots' / 'map_per_variant.png')
     activation_histograms(activation_samples(q_cfg, q_ckpt, opts), wd / 'plots' / 'activation_histograms.png')
     timings['plots'] = time.time() - t

@@ -6,6 +6,7 @@ match against.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import List, Optional, Type, TypeVar
 
@@ -13,6 +14,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..quant import ActQuantizer, QuantConfig, WeightQuantizer
+from ..quant.config import SCORE_THR
 from .qconv import QAdd, QConv2d, QLinear
 
 M = TypeVar('M', bound=nn.Module)
@@ -47,9 +49,20 @@ class QBuilder:
     def __init__(self, cfg: QuantConfig) -> None:
         self.cfg = cfg
 
-    def act(self, name: str, sites: int = 1) -> List[ActQuantizer]:
+    def act(self, name: str, sites: int = 1, score_thr: Optional[float] = None) -> List[ActQuantizer]:
+        """``sites`` quantizers for the output of ``name``.
+
+        ``score_thr``: the detector's test-time score threshold when ``name`` gives
+        sigmoid classification logits; ``floor='score_thr'`` resolves to its logit.
+        """
         scheme = self.cfg.act_scheme(name)
         kw = self.cfg.act_kwargs(name)
+        if kw['floor'] == SCORE_THR:
+            if score_thr is None or not 0.0 < score_thr < 1.0:
+                raise ValueError(f"quant_cfg overrides: floor='{SCORE_THR}' at {name!r} needs the classification "
+                                 f'output of a sigmoid head with a test_cfg.score_thr in (0, 1) (e.g. '
+                                 f"'bbox_head.retina_cls'); got score_thr={score_thr!r}")
+            kw['floor'] = math.log(score_thr / (1.0 - score_thr))
         return [ActQuantizer(scheme, name=name if sites == 1 else f'{name}[site {i}]', **kw)
                 for i in range(sites)]
 
@@ -57,12 +70,12 @@ class QBuilder:
         return WeightQuantizer(self.cfg.weight_scheme(name), out_channels)
 
     def conv(self, conv: nn.Module, bn: Optional[nn.Module], relu: bool, name: str,
-             sites: int = 1) -> QConv2d:
+             sites: int = 1, score_thr: Optional[float] = None) -> QConv2d:
         if type(conv) is not nn.Conv2d:
             raise UnsupportedModuleError(name, conv, 'only plain nn.Conv2d convolutions are supported')
         if bn is not None and not isinstance(bn, _BatchNorm):
             raise UnsupportedModuleError(name, bn, 'only BatchNorm can be folded into a conv')
-        return QConv2d(conv, bn, relu, self.weight(name, conv.out_channels), self.act(name, sites),
+        return QConv2d(conv, bn, relu, self.weight(name, conv.out_channels), self.act(name, sites, score_thr),
                        freeze_bn=self.cfg.freeze_bn)
 
     def linear(self, linear: nn.Module, relu: bool, name: str, sites: int = 1) -> QLinear:

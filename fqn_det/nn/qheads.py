@@ -8,7 +8,7 @@ up to box decoding and NMS runs on quantized values (FQN sec. 3.4).
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from mmdet.models.dense_heads import RetinaHead, RPNHead
 from mmdet.models.utils import multi_apply
@@ -29,6 +29,13 @@ class _PerLevelForward:
             return multi_apply(self.forward_single, x, list(range(len(x))))
 
 
+def sigmoid_score_thr(head: nn.Module) -> Optional[float]:
+    """The test-time score threshold of a sigmoid-classification head, or None."""
+    cfg = getattr(head, 'test_cfg', None) or {}
+    thr = cfg.get('score_thr') if hasattr(cfg, 'get') else None
+    return float(thr) if getattr(head, 'use_sigmoid_cls', False) and thr is not None else None
+
+
 class QRetinaHead(_PerLevelForward, RetinaHead):
     """RetinaHead with per-level activation quantizers on shared convs."""
 
@@ -40,7 +47,8 @@ class QRetinaHead(_PerLevelForward, RetinaHead):
                                     for i, m in enumerate(head.cls_convs))
         q.reg_convs = nn.ModuleList(qb.conv_module(m, f'{name}.reg_convs.{i}', L)
                                     for i, m in enumerate(head.reg_convs))
-        q.retina_cls = qb.conv(head.retina_cls, None, False, f'{name}.retina_cls', L)
+        q.retina_cls = qb.conv(head.retina_cls, None, False, f'{name}.retina_cls', L,
+                               score_thr=sigmoid_score_thr(head))
         q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L)
         return q
 

@@ -8,7 +8,9 @@ Example (an mmdet config's ``model.quant_cfg``)::
         calib=dict(num_batches=20, gamma=0.999, bins=2048),
         ema=dict(momentum=0.01, stat='percentile'),
         freeze_bn=True,
-        overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8)])
+        overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8),
+                   # not in the paper: RetinaNet's class logits ranged from the score threshold up
+                   dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr')])
 
 Every key is checked: an unknown key (a typo) or a value out of range raises
 ``ValueError`` naming the setting.
@@ -16,13 +18,16 @@ Every key is checked: an unknown key (a typo) or a value out of range raises
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
 
 from .qscheme import MAX_BITS, MIN_BITS, QScheme
 
-_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel', 'gamma'}
+_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel', 'gamma', 'floor'}
 EMA_STATS = ('percentile', 'minmax')
+# ``floor='score_thr'``: the logit of the detector's test-time score threshold (sigmoid heads)
+SCORE_THR = 'score_thr'
 
 
 def _check_keys(section: str, given: Mapping, allowed: set) -> None:
@@ -48,6 +53,8 @@ def _scalar(v: str) -> Any:
     low = v.strip().lower()
     if low in ('true', 'false'):
         return low == 'true'
+    if low in (SCORE_THR, 'none'):
+        return None if low == 'none' else SCORE_THR
     for cast in (int, float):
         try:
             return cast(v)
@@ -89,6 +96,13 @@ def _check_gamma(name: str, g: Any) -> float:
     return g
 
 
+def _check_floor(name: str, f: Any) -> None:
+    if f is None or f == SCORE_THR:
+        return
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f):
+        raise ValueError(f'{name} must be a finite number, None or {SCORE_THR!r}, got {f!r}')
+
+
 @dataclass
 class QuantConfig:
     """Validated FQN quantization settings (see module docstring for the dict form).
@@ -106,7 +120,12 @@ class QuantConfig:
         overrides (list[dict]): Per-module precision by ``fnmatch`` pattern on module
             paths (e.g. ``'backbone.conv1'``, ``'bbox_head.retina_*'``); later entries win.
             Keys: ``w_bits``, ``a_bits``, ``w_symmetric``, ``a_symmetric``,
-            ``w_per_channel`` and ``gamma`` (that module's calibration percentile).
+            ``w_per_channel``, ``gamma`` (that module's calibration percentile) and
+            ``floor`` (a number, or ``'score_thr'``: the logit of the detector's
+            test-time score threshold, for sigmoid classification outputs such as
+            ``bbox_head.retina_cls``): the output range starts at most one step
+            under it, since values there are discarded whatever they are, and
+            everything clipped there stays under it (not in the FQN paper).
         dfq_init (bool): DFQ (BN folding, equalization, high-bias absorption) on the
             loaded float weights before calibration and fine-tuning (default False).
     """
@@ -162,6 +181,8 @@ class QuantConfig:
                     _check_bool(f'quant_cfg.overrides[{i}].{k}', ov[k])
             if 'gamma' in ov:
                 _check_gamma(f'quant_cfg.overrides[{i}].gamma', ov['gamma'])
+            if 'floor' in ov:
+                _check_floor(f'quant_cfg.overrides[{i}].floor', ov['floor'])
         self.overrides = [dict(ov) for ov in self.overrides]
         self._matched: set = set()
 
@@ -200,7 +221,7 @@ class QuantConfig:
     # -- per-module schemes ------------------------------------------------
     def _resolved(self, name: str) -> Dict[str, Any]:
         r = dict(w_bits=self.w_bits, a_bits=self.a_bits, w_symmetric=self.w_symmetric,
-                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel, gamma=self.gamma)
+                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel, gamma=self.gamma, floor=None)
         for i, ov in enumerate(self.overrides):
             if fnmatch.fnmatchcase(name, ov['pattern']):
                 self._matched.add(i)
@@ -217,8 +238,9 @@ class QuantConfig:
 
     def act_kwargs(self, name: str = '') -> Dict[str, Any]:
         """Observer settings of the activation quantizer at ``name`` (``gamma`` may be overridden)."""
-        return dict(momentum=self.ema_momentum, ema_stat=self.ema_stat, gamma=self._resolved(name)['gamma'],
-                    hist_bins=self.hist_bins)
+        r = self._resolved(name)
+        return dict(momentum=self.ema_momentum, ema_stat=self.ema_stat, gamma=r['gamma'],
+                    hist_bins=self.hist_bins, floor=r['floor'])
 
     def unmatched_overrides(self) -> List[Tuple[int, str]]:
         return [(i, ov['pattern']) for i, ov in enumerate(self.overrides) if i not in self._matched]

@@ -78,6 +78,22 @@ class WeightQuantizer(nn.Module):
         return str(self.scheme)
 
 
+def floored_min(floor: float, hi, scheme: QScheme):
+    """The lowest range minimum that still maps everything at or below ``floor`` below ``floor``.
+
+    With the range ``[m, hi]`` (``hi`` widened to 0 as :func:`calc_qparams` does),
+    ``m = floor - (max(hi, 0) - floor) / (qmax - qmin)`` puts ``floor`` one step
+    (of the range ``[floor, hi]``) above ``m``. The scale of ``[m, hi]`` is
+    ``L / (L - 1)`` of that step (``L = qmax - qmin``), and rounding the zero-point
+    moves the lowest level by at most half a scale, so the lowest level is below
+    ``floor`` by at least ``(1 - L / (2 (L - 1)))`` steps (0.47 at 4 bits): a value
+    clipped there still falls under a threshold at ``floor``. Works on floats and tensors.
+    """
+    levels = scheme.quant_max - scheme.quant_min
+    top = hi.clamp(min=0.0) if isinstance(hi, Tensor) else max(hi, 0.0)
+    return floor - (top - floor) / levels
+
+
 class ActQuantizer(nn.Module):
     """Per-tensor activation fake quantizer: FQN calibration, then EMA ranges.
 
@@ -97,13 +113,19 @@ class ActQuantizer(nn.Module):
             (``[1 - gamma, gamma]`` order statistics, FQN) or ``'minmax'`` (IAO).
         gamma (float): Percentile for calibration and the EMA statistic.
         hist_bins (int): Histogram bins per side of zero during calibration.
+        floor (float, optional): Values at or below ``floor`` carry no information
+            downstream (e.g. classification logits under the detector's score
+            threshold, which are discarded): the range's lower end is raised
+            towards it, so the levels go to what is kept, while the lowest level
+            stays strictly below ``floor`` (see :func:`floored_min`).
         name (str): Module path, used in error messages.
     """
 
     _version = 1
 
     def __init__(self, scheme: QScheme, momentum: float = 0.01, ema_stat: str = 'percentile',
-                 gamma: float = 0.999, hist_bins: int = 2048, name: str = '') -> None:
+                 gamma: float = 0.999, hist_bins: int = 2048, name: str = '',
+                 floor: float | None = None) -> None:
         super().__init__()
         if scheme.per_channel:
             raise ValueError('activation quantizers are per tensor')
@@ -113,6 +135,7 @@ class ActQuantizer(nn.Module):
         self.gamma = gamma
         self.hist_bins = hist_bins
         self.name = name
+        self.floor = None if floor is None else float(floor)
         self.register_buffer('scale', torch.tensor(1.0))
         self.register_buffer('zero_point', torch.tensor(0, dtype=torch.int32))
         self.register_buffer('min_val', torch.tensor(0.0))
@@ -136,6 +159,8 @@ class ActQuantizer(nn.Module):
         if hist is None or hist.total == 0:
             return False
         lo, hi = hist.percentile_range(self.gamma if gamma is None else gamma)
+        if self.floor is not None:
+            lo = max(lo, floored_min(self.floor, hi, self.scheme))
         self.set_range(torch.tensor(lo), torch.tensor(hi))
         return True
 
@@ -162,6 +187,8 @@ class ActQuantizer(nn.Module):
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}') from None
         # identical updates on every data-parallel rank (no-op in a single process)
         lo, hi = reduce_batch_range(lo, hi, exact_extremes=self.ema_stat == 'minmax' or self.gamma >= 1.0)
+        if self.floor is not None:
+            lo = torch.maximum(lo, floored_min(self.floor, hi, self.scheme))
         self._update_range(lo, hi)
 
     @torch.no_grad()
@@ -198,7 +225,8 @@ class ActQuantizer(nn.Module):
         return fake_quantize(x, self.scale, self.zero_point, s.quant_min, s.quant_max)
 
     def extra_repr(self) -> str:
-        return f'{self.scheme}, ema={self.ema_stat}@{self.momentum}'
+        return f'{self.scheme}, ema={self.ema_stat}@{self.momentum}' + \
+            ('' if self.floor is None else f', floor={self.floor:g}')
 
 
 __all__ = ['WeightQuantizer', 'ActQuantizer', 'NotCalibratedError']

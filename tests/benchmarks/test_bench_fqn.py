@@ -89,3 +89,37 @@ def test_build_cfg_sets_the_row_seed(tmp_path):
     args = SimpleNamespace(data=None, img_size=64, cfg_options=[])
     cfg = b.build_cfg(b.CONFIGS['retina'][1], args, tmp_path, {}, seed=7)
     assert cfg.randomness == dict(seed=7) and cfg.work_dir == str(tmp_path)
+
+
+def test_score_floor_row_floors_only_the_retinanet_classification_outputs():
+    import math
+    b = _bench()
+    over = b.ROWS['score_floor'][1]['model.quant_cfg.overrides']('retina')
+    cfg = tiny_model_cfg('retina')
+    model = build_quantized(cfg, dict(overrides=over))
+    floors = {n: (q.floor, q.gamma) for n, q in model.detector.named_modules() if hasattr(q, 'floor')}
+    thr = cfg['test_cfg']['score_thr']
+    cls = {n for n in floors if n.startswith('bbox_head.retina_cls.out_quant')}
+    assert len(cls) == 5
+    assert all(floors[n] == (pytest.approx(math.log(thr / (1 - thr))), 1.0) for n in cls)
+    assert all(floors[n] == (None, 0.999) for n in floors if n not in cls)
+
+
+def test_score_floor_row_is_refused_for_faster_rcnn_and_left_out_of_its_default_rows(monkeypatch):
+    b = _bench()
+    monkeypatch.setattr('sys.argv', ['bench_fqn.py', '--detector', 'faster', '--rows', 'fqn', 'score_floor'])
+    with pytest.raises(SystemExit, match=r"\['score_floor'\] do not apply to --detector faster"):
+        b.main()
+    assert 'score_floor' not in b.default_rows('faster') and 'score_floor' in b.default_rows('retina')
+    assert set(b.default_rows('retina')) - set(b.default_rows('faster')) == {'score_floor'}
+    assert set(b.default_rows('retina')) == {'fp32', 'fp32_ft', *b.ROWS}
+
+
+def test_render_reports_the_score_floor_row():
+    b = _bench()
+    rows = [('fp32', 'FP32', _m(0.50), 1.0), ('fqn', 'FQN', _m(0.44), 2.0), ('iao', 'IAO', _m(0.34), 3.0),
+            ('score_floor', 'floor', _m(0.495), 2.0)]
+    text = b.render(rows, total_rows=4)
+    assert 'score-threshold floor (not in the paper) loses 0.005 (target: at most 0.010): met.' in text
+    assert 'IAO loss / its loss = 32.00' in text
+    assert 'FQN W4A4 loses 0.060 mAP against FP32 (target: at most 0.010): MISSED.' in text

@@ -1,5 +1,6 @@
 """Every shipped config parses and builds its model (no torchvision, no download)."""
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,11 @@ def test_config_builds(path):
         assert any(h.type == 'FQNCalibrationHook' for h in cfg.custom_hooks)
         assert model.quant_config.w_bits == 4 and model.quant_config.a_bits == 4
         assert model.quant_config.calib_batches == 20 and model.quant_config.gamma == 0.999
+        floors = {n: q.floor for n, q in model.detector.named_modules() if hasattr(q, 'floor')}
+        floored = {n for n, f in floors.items() if f is not None}
+        if path.stem.endswith('_score_floor'):  # exactly RetinaNet's class logits, at logit(score_thr)
+            thr = det.test_cfg.score_thr
+            assert floored == {f'bbox_head.retina_cls.out_quant.{i}' for i in range(5)}
+            assert all(abs(floors[n] - math.log(thr / (1 - thr))) < 1e-9 for n in floored)
+        else:
+            assert not floored

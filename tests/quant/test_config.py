@@ -20,7 +20,7 @@ def test_defaults():
     assert cfg.weight_scheme('backbone.conv1') == QScheme(4, False, True, 0)
     assert cfg.act_scheme('backbone.conv1') == QScheme(4, False, False, 0)
     assert cfg.act_kwargs() == dict(momentum=0.01, ema_stat='percentile', gamma=0.999,
-                                    hist_bins=2048)
+                                    hist_bins=2048, floor=None)
 
 
 def test_from_dict_values():
@@ -183,4 +183,17 @@ def test_overrides_from_a_command_line_string():
     for bad, msg in (('backbone.conv1', 'pattern:key=value'), ('a:w_bits', 'not key=value'),
                      ('a:w_bits=x', 'cannot read'), ('a:w_bitz=8', "'w_bitz'"), ('a:w_bits=9', 'w_bits')):
         with pytest.raises(ValueError, match=msg):
+            QuantConfig.from_dict(dict(overrides=bad))
+
+
+def test_floor_override():
+    cfg = QuantConfig.from_dict(dict(overrides='bbox_head.retina_cls:gamma=1.0,floor=score_thr;'
+                                               'neck.fpn_convs.*:floor=-1.5'))
+    assert cfg.act_kwargs('bbox_head.retina_cls')['floor'] == 'score_thr'
+    assert cfg.act_kwargs('neck.fpn_convs.0')['floor'] == -1.5
+    assert cfg.act_kwargs('bbox_head.retina_reg')['floor'] is None  # no floor unless asked
+    assert QuantConfig.from_dict(dict(overrides='a:floor=none')).overrides == [dict(pattern='a', floor=None)]
+    for bad in ([dict(pattern='a', floor='thr')], [dict(pattern='a', floor=float('nan'))],
+                [dict(pattern='a', floor=True)], [dict(pattern='a', floor=float('-inf'))], 'a:floor=abc'):
+        with pytest.raises(ValueError, match='floor|cannot read'):
             QuantConfig.from_dict(dict(overrides=bad))

@@ -10,6 +10,8 @@ from torch import nn
 from fqn_det.quant import (ActQuantizer, NonFiniteActivationError, NotCalibratedError, QScheme,
                            WeightQuantizer, calc_qparams, finish_calibration, start_calibration)
 from fqn_det.quant.calibration import abort_calibration, iter_act_quantizers
+from fqn_det.quant.fake_quantize import floored_min
+from fqn_det.quant.functional import fake_quantize
 
 
 def _gen(seed):
@@ -376,3 +378,60 @@ def test_fp16_activations_do_not_raise_a_false_nan_error():
     x = torch.full((1, 8, 128, 128), 0.5, dtype=torch.float16)  # sums past fp16's 65504
     q(x)
     assert bool(q.initialized)
+
+
+@pytest.mark.parametrize('bits', [2, 3, 4, 8])
+@pytest.mark.parametrize('floor', [-2.944, -0.3, -7.0])
+def test_floored_min_keeps_the_lowest_level_below_the_floor(bits, floor):
+    scheme = QScheme(bits)
+    g = _gen(bits)
+    his = [-10.0, floor - 1.0, floor, floor / 2, 0.0, 1e-3, 0.5, 3.0, 40.0] + \
+        (torch.rand(200, generator=g) * 20 - 8).tolist()
+    for hi in his:
+        lo = floored_min(floor, hi, scheme)
+        assert lo < floor
+        scale, zp = calc_qparams(torch.tensor(lo), torch.tensor(hi), scheme)
+        lowest = float((scheme.quant_min - zp) * scale)
+        # strictly below, by 1/2 - 1/L of a step (L = qmax - qmin): whatever is clipped there stays
+        # under a threshold at floor
+        L = scheme.quant_max - scheme.quant_min
+        assert floor - lowest >= (0.5 - 1 / L) * float(scale) - 1e-6, (hi, lowest)
+        x = torch.tensor([lo, lo - 1.0, lo - 100.0, -1e6])  # clipped at the bottom of the range
+        assert torch.all(fake_quantize(x, scale, zp, scheme.quant_min, scheme.quant_max) < floor)
+        # the tensor form gives the same bound
+        assert float(floored_min(floor, torch.tensor(hi), scheme)) == pytest.approx(lo, rel=1e-6, abs=1e-6)
+        if hi > floor:  # and the range spends its levels above the floor: no more than one step below it
+            assert floor - lo <= (max(hi, 0.0) - floor) / (scheme.quant_max - scheme.quant_min) + 1e-9
+
+
+def test_act_quantizer_floor_in_calibration_and_ema():
+    floor = -2.944
+    g = _gen(5)
+    q = ActQuantizer(QScheme(4), gamma=1.0, floor=floor, name='bbox_head.retina_cls')
+    ref = ActQuantizer(QScheme(4), gamma=1.0, name='ref')
+    batches = [torch.randn(2, 45, 8, 8, generator=g) * 2 - 5 for _ in range(3)]  # mostly far below the floor
+    for m in (q, ref):
+        m.eval()
+        m.start_calibration()
+        for x in batches:
+            m(x)
+        m.finish_calibration()
+    assert float(ref.min_val) < -10  # the plain range spends most levels on discarded values
+    assert float(q.max_val) == float(ref.max_val)
+    assert float(q.min_val) == pytest.approx(floored_min(floor, float(q.max_val), q.scheme))
+    assert float(q.scale) < float(ref.scale) / 2
+    lowest = (q.scheme.quant_min - int(q.zero_point)) * float(q.scale)
+    assert lowest < floor
+    # training: every EMA step is floored too, and the lowest level stays below the floor
+    q.train()
+    for i in range(20):
+        q(torch.randn(2, 45, 8, 8, generator=g) * 3 - 5 + 0.2 * i)
+        lo_bound = floored_min(floor, q.max_val, q.scheme)
+        assert float(q.min_val) >= float(lo_bound) - 1e-5
+        assert (q.scheme.quant_min - int(q.zero_point)) * float(q.scale) < floor
+    # a batch entirely above the floor keeps its own minimum
+    q2 = ActQuantizer(QScheme(4), gamma=1.0, floor=floor)
+    q2.train()
+    q2(torch.linspace(-1.0, 2.0, 100))
+    assert float(q2.min_val) == -1.0
+    assert 'floor=-2.944' in repr(q2)

@@ -7,8 +7,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ['--num-train', '24', '--num-val', '8', '--img-size', '64', '--fp-epochs', '1']
 
 
-def _demo(wd: Path) -> str:
-    out = subprocess.run([sys.executable, str(ROOT / 'tools/demo.py'), '--work-dir', str(wd), *TINY],
+def _demo(wd: Path, *extra: str) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / 'tools/demo.py'), '--work-dir', str(wd), *TINY, *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
@@ -30,9 +30,15 @@ def test_demo_runs_end_to_end_then_from_cache(tmp_path):
         assert 'seed: 801628347' in next((wd / log).glob('*/*.log')).read_text(), log
     fp_mtime = (wd / 'fp32.pth').stat().st_mtime_ns
 
-    second = _demo(wd)
+    second = _demo(wd, '--score-floor')  # the cached FP32 model with the score-floor variant
     assert 'FP32 RetinaNet: cached' in second and 'training 1 epochs' not in second
     assert 'FP32: metrics of this checkpoint on this validation set, cached' in second
     # step 5 evaluates the QAT model; training does not validate it again
     assert 'Epoch(val)' not in next((wd / 'int4_train').glob('*/*.log')).read_text()
     assert (wd / 'fp32.pth').stat().st_mtime_ns == fp_mtime  # the cached checkpoint is reused, not rewritten
+    results = (wd / 'results.md').read_text()
+    for row in ('| FQN W4A4 + score floor (fake-quant) |', '| FQN W4A4 + score floor integer engine |',
+                '| FQN W4A4 + score floor ONNX Runtime |'):
+        assert row in results
+    dumped = next((wd / 'int4_train').glob('*_score_floor.py')).read_text()
+    assert "floor='score_thr'" in dumped and 'bbox_head.retina_cls' in dumped
