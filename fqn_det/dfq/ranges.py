@@ -32,7 +32,8 @@ class _StatsWalker:
         lo, hi = float((mean - self.k * std).min()), float((mean + self.k * std).max())
         if relu or st[2]:
             lo, hi = 0.0, max(hi, 1e-6)
-        q.set_range(torch.tensor(min(lo, 0.0)), torch.tensor(max(hi, 1e-6)))
+        lo, hi = min(lo, 0.0), max(hi, 1e-6)
+        q.set_range(torch.tensor(q.floored(lo, hi)), torch.tensor(hi))
 
     def _relu(self, st: Stats, relu: bool) -> Stats:
         if not relu:

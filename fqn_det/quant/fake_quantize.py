@@ -159,12 +159,21 @@ class ActQuantizer(nn.Module):
         if hist is None or hist.total == 0:
             return False
         lo, hi = hist.percentile_range(self.gamma if gamma is None else gamma)
-        if self.floor is not None:
-            lo = max(lo, floored_min(self.floor, hi, self.scheme))
-        self.set_range(torch.tensor(lo), torch.tensor(hi))
+        self.set_range(torch.tensor(self.floored(lo, hi)), torch.tensor(hi))
         return True
 
     # -- range -------------------------------------------------------------
+    def floored(self, lo, hi):
+        """A measured range minimum ``lo`` raised to :func:`floored_min` when ``floor`` is set.
+
+        Applied wherever a range comes from a statistic (calibration, each EMA step,
+        DFQ's data-free ranges); floats or tensors.
+        """
+        if self.floor is None:
+            return lo
+        bound = floored_min(self.floor, hi, self.scheme)
+        return torch.maximum(lo, bound) if isinstance(lo, Tensor) else max(lo, bound)
+
     @torch.no_grad()
     def set_range(self, lo: Tensor, hi: Tensor) -> None:
         self.min_val.copy_(lo)
@@ -187,9 +196,7 @@ class ActQuantizer(nn.Module):
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}') from None
         # identical updates on every data-parallel rank (no-op in a single process)
         lo, hi = reduce_batch_range(lo, hi, exact_extremes=self.ema_stat == 'minmax' or self.gamma >= 1.0)
-        if self.floor is not None:
-            lo = torch.maximum(lo, floored_min(self.floor, hi, self.scheme))
-        self._update_range(lo, hi)
+        self._update_range(self.floored(lo, hi), hi)
 
     @torch.no_grad()
     def _update_range(self, lo: Tensor, hi: Tensor) -> None:

@@ -130,6 +130,21 @@ def test_data_free_ranges_initialize_every_quantizer(kind):
     assert hasattr(out[0], 'pred_instances')
 
 
+def test_data_free_ranges_respect_the_score_floor():
+    from fqn_det.quant.fake_quantize import floored_min
+    over = dict(overrides=[dict(pattern='bbox_head.retina_cls', floor='score_thr')])
+    plain, floored = _trained_like('retina'), _trained_like('retina', over)
+    for model in (plain, floored):
+        with torch.no_grad():  # logits far under the threshold, as mmdet's prior init puts them
+            model.detector.bbox_head.retina_cls.conv.bias.fill_(-4.6)
+        fold_bn_permanently(model.detector)
+        data_free_ranges(model.detector)
+    for p, f in zip(plain.detector.bbox_head.retina_cls.out_quant, floored.detector.bbox_head.retina_cls.out_quant):
+        assert float(f.max_val) == float(p.max_val)
+        assert float(p.min_val) < float(floored_min(f.floor, f.max_val, f.scheme)) == float(f.min_val)
+        assert (f.scheme.quant_min - int(f.zero_point)) * float(f.scale) < f.floor
+
+
 def test_dfq_init_switch_runs_before_calibration(tmp_path):
     model = _trained_like('retina', dict(dfq_init=True, calib=dict(num_batches=2)))
     runner = Mock(model=model, train_dataloader=[batch(5), batch(5, seed=1)], logger=logging.getLogger('t'),
