@@ -197,7 +197,8 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
             x = x[torch.randperm(x.numel(), generator=g)[:max_values]]
         # the representable range (zero is always on the grid, so it may be wider than min/max)
         s, z = float(q.scale), int(q.zero_point)
-        out[n] = (x.numpy().astype(np.float64), (q.scheme.quant_min - z) * s, (q.scheme.quant_max - z) * s)
+        out[n] = (x.numpy().astype(np.float64), (q.scheme.quant_min - z) * s, (q.scheme.quant_max - z) * s,
+                  q.floor)
     return out
 
 
@@ -223,7 +224,7 @@ def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
               f"quantization and head outputs: {report['non_integer_ops'] or 'none'}.", '',
               '![mAP per variant](plots/map_per_variant.png)', '',
               'Activation histograms (values before quantization on validation images; dashed: the '
-              'calibrated and fine-tuned clip range):', '', '![activation histograms](plots/activation_histograms.png)',
+              'calibrated and fine-tuned clip range; dotted: a score-threshold floor):', '', '![activation histograms](plots/activation_histograms.png)',
               '', '| step | wall time |', '|---|---|']
     lines += [f'| {k} | {v:.0f}s |' for k, v in timings.items()]
     lines += ['', f'Machine: {platform.processor() or platform.machine()}, {shutil.os.cpu_count()} cores, '

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,11 +23,26 @@ def _save(plt, fig, out) -> Path:
     return out
 
 
-def activation_histograms(samples: Dict[str, Tuple[np.ndarray, float, float]], out, bins: int = 200) -> Path:
+def range_caption(x: np.ndarray, lo: float, hi: float, floor: Optional[float] = None) -> str:
+    """``'range [lo, hi], p% clipped'``; with a floor, the share under it is told apart.
+
+    Values under a score-threshold floor are clipped to the lowest level, which lies
+    under the threshold: they are discarded after quantization as before, not lost.
+    """
+    head = f'range [{lo:.3g}, {hi:.3g}]'
+    if floor is None:
+        return f'{head}, {100 * float(((x < lo) | (x > hi)).mean()):.2f}% clipped'
+    return (f'{head}, {100 * float((x < lo).mean()):.2f}% under it (and under the floor {floor:.3g}: '
+            f'discarded either way), {100 * float((x > hi).mean()):.2f}% above')
+
+
+def activation_histograms(samples: Dict[str, tuple], out, bins: int = 200) -> Path:
     """One panel per layer: histogram of its activations (log counts), the calibrated clip range marked.
 
     Args:
-        samples: layer name -> (values, range min, range max).
+        samples: layer name -> (values, range min, range max) or (values, range min, range max,
+            floor): a quantizer with a score-threshold floor gets it marked (dotted) and its
+            clipped share split into under the floor and above the range.
         out: PNG path.
     """
     plt = _plt()
@@ -35,15 +50,17 @@ def activation_histograms(samples: Dict[str, Tuple[np.ndarray, float, float]], o
     cols = min(n, 2)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.2 * rows), squeeze=False)
-    for ax, (name, (x, lo, hi)) in zip(axes.flat, samples.items()):
+    for ax, (name, (x, lo, hi, *rest)) in zip(axes.flat, samples.items()):
+        floor = rest[0] if rest else None
         x = np.asarray(x, dtype=np.float64).ravel()
         span = max(x.max(), hi) - min(x.min(), lo)
         edges = np.linspace(min(x.min(), lo) - 0.02 * span, max(x.max(), hi) + 0.02 * span, bins + 1)
         ax.hist(x, bins=edges, color='#4c72b0', log=True)
-        for v, lbl in ((lo, 'clip min'), (hi, 'clip max')):
+        for v in (lo, hi):
             ax.axvline(v, color='#c44e52', ls='--', lw=1.2)
-        clipped = float(((x < lo) | (x > hi)).mean())
-        ax.set_title(f'{name}\nrange [{lo:.3g}, {hi:.3g}], {100 * clipped:.2f}% clipped', fontsize=9)
+        if floor is not None:
+            ax.axvline(floor, color='#55a868', ls=':', lw=1.5)
+        ax.set_title(f'{name}\n{range_caption(x, lo, hi, floor)}', fontsize=9)
         ax.set_xlabel('activation value')
         ax.set_ylabel('count (log)')
     for ax in list(axes.flat)[n:]:
