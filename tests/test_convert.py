@@ -206,3 +206,25 @@ def test_score_threshold_floor_rejected_on_softmax_heads(r50_faster_cfg):
     with pytest.raises(ValueError, match='sigmoid head'):
         build_quantized(r50_faster_cfg, dict(overrides=[dict(pattern='roi_head.bbox_head.fc_cls',
                                                              floor='score_thr')]))
+
+
+def test_per_channel_ranges_on_head_outputs_only(r50_retina_cfg, r50_faster_cfg):
+    over = dict(overrides=[dict(pattern='bbox_head.retina_*', a_per_channel=True)])
+    head = build_quantized(r50_retina_cfg, over).detector.bbox_head
+    for conv in (head.retina_cls, head.retina_reg):
+        assert len(conv.out_quant) == 5  # still one quantizer per FPN level, each per channel
+        assert all(q.per_channel and q.scale.shape == (conv.conv.out_channels,) for q in conv.out_quant)
+    assert not any(q.per_channel for q in head.cls_convs[0].out_quant)
+    faster = build_quantized(r50_faster_cfg, dict(overrides=[
+        dict(pattern=p, a_per_channel=True) for p in ('rpn_head.rpn_cls', 'rpn_head.rpn_reg',
+                                                      'roi_head.bbox_head.fc_*')])).detector
+    fc_cls = faster.roi_head.bbox_head.fc_cls
+    assert fc_cls.out_quant[0].scale.shape == (fc_cls.linear.out_features,)
+    assert faster.rpn_head.rpn_reg.out_quant[4].per_channel
+    # anywhere an integer layer reads the output: refused at conversion, naming the module
+    for cfg, pattern in ((r50_retina_cfg, 'bbox_head.cls_convs.0'), (r50_retina_cfg, 'neck.fpn_convs.*'),
+                         (r50_retina_cfg, 'backbone.layer1.0.add'), (r50_faster_cfg, 'rpn_head.rpn_conv'),
+                         (r50_faster_cfg, 'roi_head.bbox_head.shared_fcs.0')):
+        with pytest.raises(ValueError, match=r"a_per_channel=True at '" + pattern.replace('.', r'\.')
+                           .replace('*', '0') + "', which is not a head output"):
+            build_quantized(cfg, dict(overrides=[dict(pattern=pattern, a_per_channel=True)]))

@@ -2,6 +2,7 @@
 
     make demo            # or: python tools/demo.py [--work-dir work_dirs/demo]
     python tools/demo.py --score-floor   # + this project's range for the classification outputs
+    python tools/demo.py --score-floor --per-channel-outputs   # + one range per head-output channel
 
 Every step is cached in the work dir (dataset, FP32 checkpoint), so a second
 run (or one resumed after an interruption) skips what is already done;
@@ -37,6 +38,10 @@ def parse_args():
     p.add_argument('--score-floor', action='store_true',
                    help="range the classification outputs from the detector's score threshold up, gamma=1 "
                         'there (not in the FQN paper; configs/synthetic/retina_r18_tiny_int4_score_floor.py)')
+    p.add_argument('--per-channel-outputs', action='store_true',
+                   help='one activation range per output channel of the head outputs, which are dequantized '
+                        'for box decoding (not in the FQN paper; configs/synthetic/retina_r18_tiny_int4_outputs_pc.py, '
+                        'with --score-floor retina_r18_tiny_int4_floor_pc.py)')
     args = p.parse_args()
     if not 0 <= args.seed < 2 ** 32:
         p.error(f'--seed must be in [0, 2**32), got {args.seed}')
@@ -196,10 +201,20 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
         if x.numel() > max_values:
             x = x[torch.randperm(x.numel(), generator=g)[:max_values]]
         # the representable range (zero is always on the grid, so it may be wider than min/max)
-        s, z = float(q.scale), int(q.zero_point)
-        out[n] = (x.numpy().astype(np.float64), (q.scheme.quant_min - z) * s, (q.scheme.quant_max - z) * s,
-                  q.floor)
+        # per-channel ranges (head outputs): the union of the channels' ranges
+        s, z = q.scale.double(), q.zero_point.double()
+        out[n] = (x.numpy().astype(np.float64), float(((q.scheme.quant_min - z) * s).min()),
+                  float(((q.scheme.quant_max - z) * s).max()), q.floor)
     return out
+
+
+def quant_config(args) -> tuple:
+    """The W4A4 config for the chosen extras (none: the FQN paper's settings) and its table label."""
+    suffix = {(False, False): '', (True, False): '_score_floor', (False, True): '_outputs_pc',
+              (True, True): '_floor_pc'}[(args.score_floor, args.per_channel_outputs)]
+    label = 'FQN W4A4' + (' + score floor' if args.score_floor else '') + \
+        (' + per-channel outputs' if args.per_channel_outputs else '')
+    return f'configs/synthetic/retina_r18_tiny_int4{suffix}.py', label
 
 
 def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
@@ -211,6 +226,8 @@ def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
              f'FQN W4A4: calibration on n=20 batches (γ=0.999), {args.qat_epochs} epoch(s) QAT. '
              + ('Classification outputs ranged from the score threshold up, γ=1 there (`--score-floor`, '
                 'not in the FQN paper). ' if args.score_floor else '')
+             + ('Head outputs with one range per output channel (`--per-channel-outputs`, not in the FQN '
+                'paper). ' if args.per_channel_outputs else '')
              + 
              f'Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the seed it was trained with).',
              '',
@@ -270,8 +287,7 @@ def main():
     timings['FP32 training'] = time.time() - t
 
     t = time.time()
-    q_cfg = f"configs/synthetic/retina_r18_tiny_int4{'_score_floor' if args.score_floor else ''}.py"
-    label = 'FQN W4A4' + (' + score floor' if args.score_floor else '')
+    q_cfg, label = quant_config(args)
     print(f'[demo 3/6] {label}: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
     q_dir = wd / 'int4_train'
     shutil.rmtree(q_dir, ignore_errors=True)

@@ -5,7 +5,7 @@ per-channel Gaussian ``(mean, var)``: layers with (folded) BN start from their
 BN statistics, other layers propagate ``mean W + b`` and ``var W^2`` (inputs
 assumed independent), ReLUs use clipped-normal moments, adds sum moments.
 Each activation range is ``[min_c(mean - k std), max_c(mean + k std)]`` (ReLU
-outputs start at 0). The network input is taken as normalized: N(0, 1).
+outputs start at 0); a head output with per-channel ranges gets one per channel. The network input is taken as normalized: N(0, 1).
 """
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ class _StatsWalker:
     def _set(self, q, st: Stats, relu: bool) -> None:
         mean, var = st[0], st[1]
         std = var.clamp(min=0).sqrt()
+        if q.per_channel:  # a head output with one range per channel
+            lo_c, hi_c = (mean - self.k * std).float(), (mean + self.k * std).float().clamp(min=1e-6)
+            lo_c = torch.zeros_like(lo_c) if relu or st[2] else lo_c.clamp(max=0.0)
+            q.set_range(q.floored(lo_c, hi_c), hi_c)
+            return
         lo, hi = float((mean - self.k * std).min()), float((mean + self.k * std).max())
         if relu or st[2]:
             lo, hi = 0.0, max(hi, 1e-6)

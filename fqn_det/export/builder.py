@@ -6,7 +6,9 @@ output ``(s_y, z_y)`` (Jacob et al., CVPR 2018, eq. 7):
     acc_c = sum((q_x - z_x) * (q_w,c - z_w,c)) + round(b_c / (s_x * s_w,c))   (int32)
     q_y   = clamp(z_y + requant(acc_c, M_c), lo, qmax),  M_c = s_x * s_w,c / s_y
 
-with ``lo = z_y`` when a ReLU is fused. Zero padding of real values is padding
+with ``lo = z_y`` when a ReLU is fused. A head output with per-channel ranges
+has ``(s_y,c, z_y,c)`` per output channel, so ``M_c = s_x * s_w,c / s_y,c``: the
+multipliers are per channel anyway. Zero padding of real values is padding
 ``q_x`` with ``z_x``, exact because ``z_x`` is an integer. Every node records
 the bound of its accumulator, checked to fit int32 (and so float64 exactly).
 """
@@ -30,11 +32,18 @@ class ExportError(RuntimeError):
     """The model cannot be exported as an integer model."""
 
 
-def _tensor_q(q: ActQuantizer) -> TensorQ:
+def _tensor_q(q: ActQuantizer, per_channel_ok: bool = False) -> TensorQ:
     if not bool(q.initialized):
         raise NotCalibratedError(f'activation quantizer {q.name} has no range: export a calibrated, '
                                  'fine-tuned checkpoint (or a PTQ output)')
-    return TensorQ(float(q.scale), int(q.zero_point), q.scheme.quant_min, q.scheme.quant_max)
+    s = q.scheme
+    if q.per_channel:
+        if not per_channel_ok:
+            raise ExportError(f'{q.name}: per-channel activation ranges are only exported on conv / linear '
+                              'head outputs')
+        return TensorQ([float(v) for v in q.scale], [int(v) for v in q.zero_point], s.quant_min, s.quant_max,
+                       axis=q.axis)
+    return TensorQ(float(q.scale), int(q.zero_point), s.quant_min, s.quant_max)
 
 
 class GraphBuilder:
@@ -52,6 +61,14 @@ class GraphBuilder:
 
     def _add(self, node: Node) -> None:
         self.g.nodes.append(node)
+
+    def _in(self, x: str) -> TensorQ:
+        """The quantization of tensor ``x`` as an integer op's input: per tensor only."""
+        t = self.g.tensors[x]
+        if t.per_channel:
+            raise ExportError(f'tensor {x!r} has per-channel ranges and can only be dequantized as a head '
+                              'output; an integer layer needs one range per input')
+        return t
 
     # -- boundary ------------------------------------------------------------
     def input(self, name: str, q: ActQuantizer) -> str:
@@ -76,6 +93,7 @@ class GraphBuilder:
 
     def int_output(self, x: str, group: str) -> str:
         """Expose integer tensor ``x`` as a graph output (no dequantization)."""
+        self._in(x)
         self.g.outputs.append(x)
         self.g.output_groups.setdefault(group, []).append(x)
         return x
@@ -83,7 +101,7 @@ class GraphBuilder:
     # -- layers --------------------------------------------------------------
     def _weighted(self, op: str, m, w: torch.Tensor, b: Optional[torch.Tensor], x: str,
                   out_q: ActQuantizer, relu: bool, attrs: dict) -> str:
-        tx, ty = self.g.tensors[x], _tensor_q(out_q)
+        tx, ty = self._in(x), _tensor_q(out_q, per_channel_ok=not relu)
         wq_mod = m.w_quant
         with torch.no_grad():
             wq_mod(w)  # refresh scale / zero-point from the weight as it is now
@@ -104,7 +122,7 @@ class GraphBuilder:
         bound = int((centered * tx.max_abs_centered + np.abs(bias_q)).max())
         if bound >= 2 ** 31:
             raise ExportError(f'{out_q.name}: accumulator bound {bound} exceeds int32')
-        m0, shift = quantize_multiplier(acc_scale / ty.scale)
+        m0, shift = quantize_multiplier(acc_scale / np.asarray(ty.scale, dtype=np.float64))
         y = self._new(ty, op)
         lo = ty.zero_point if relu else ty.qmin
         self._add(Node(op, out_q.name, [x], [y], dict(
@@ -124,7 +142,7 @@ class GraphBuilder:
                               m.relu, {})
 
     def add(self, m: QAdd, a: str, b: str, site: int = 0) -> str:
-        ta, tb, ty = self.g.tensors[a], self.g.tensors[b], _tensor_q(m.out_quant[site])
+        ta, tb, ty = self._in(a), self._in(b), _tensor_q(m.out_quant[site])
         ma, sa = quantize_multiplier(ta.scale / ty.scale)
         mb, sb = quantize_multiplier(tb.scale / ty.scale)
         y = self._new(ty, 'add')
@@ -136,7 +154,7 @@ class GraphBuilder:
 
     def requant(self, x: str, out_q: ActQuantizer, name: str) -> str:
         """``x`` rescaled to ``out_q``'s grid (nothing emitted when they already agree)."""
-        tx, ty = self.g.tensors[x], _tensor_q(out_q)
+        tx, ty = self._in(x), _tensor_q(out_q)
         if tx.same_as(ty):
             return x
         m0, shift = quantize_multiplier(tx.scale / ty.scale)
@@ -145,7 +163,7 @@ class GraphBuilder:
         return y
 
     def maxpool(self, m: QMaxPool2d, x: str, site: int = 0) -> str:
-        y = self._new(self.g.tensors[x], 'pool')
+        y = self._new(self._in(x), 'pool')
         k = m.kernel_size
         as_list = (lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v])
         self._add(Node('maxpool', m.out_quant[site].name + '.pool', [x], [y], dict(
@@ -155,18 +173,18 @@ class GraphBuilder:
 
     def upsample(self, m: QUpsampleNearest, x: str, like: str, site: int = 0) -> str:
         """Nearest upsampling of ``x`` to the spatial size of tensor ``like``."""
-        y = self._new(self.g.tensors[x], 'up')
+        y = self._new(self._in(x), 'up')
         self._add(Node('upsample', m.out_quant[site].name + '.resize', [x, like], [y], dict(mode='nearest')))
         return self.requant(y, m.out_quant[site], m.out_quant[site].name)
 
     def relu(self, x: str, name: str) -> str:
-        t = self.g.tensors[x]
+        t = self._in(x)
         y = self._new(t, 'relu')
         self._add(Node('relu', name, [x], [y], dict(lo=t.zero_point)))
         return y
 
     def flatten(self, x: str, name: str) -> str:
-        y = self._new(self.g.tensors[x], 'flat')
+        y = self._new(self._in(x), 'flat')
         self._add(Node('flatten', name, [x], [y]))
         return y
 

@@ -67,7 +67,8 @@ class IntegerEngine:
 
     def _weighted(self, node: Node, x: Tensor) -> Tensor:
         p, ty = self._prep[node.name], self.tq(node.outputs[0])
-        y = ty.zero_point + requantize(self._acc(node, x), p['m0'], p['shift'], axis=1)
+        acc = self._acc(node, x)
+        y = ty.broadcast(acc.dim())[1] + requantize(acc, p['m0'], p['shift'], axis=1)
         return y.clamp_(node.attrs['lo'], ty.qmax)
 
     def _add(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
@@ -119,9 +120,9 @@ class IntegerEngine:
             elif n.op == 'flatten':
                 y = x[0].flatten(1)
             elif n.op == 'dequantize':
-                t = self.tq(n.inputs[0])
+                scale, zp = self.tq(n.inputs[0]).broadcast(x[0].dim())  # per tensor or per channel
                 ints[n.outputs[0]] = x[0]
-                y = ((x[0] - t.zero_point).double() * t.scale).float()
+                y = ((x[0] - zp).double() * scale).float()
             else:
                 raise ValueError(f'unknown op {n.op!r} in node {n.name}')
             env[n.outputs[0]] = y

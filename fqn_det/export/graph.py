@@ -7,28 +7,49 @@ weights, int32 biases and fixed-point requantization multipliers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 
 @dataclass
 class TensorQ:
-    """Quantization of one graph tensor (per tensor)."""
+    """Quantization of one graph tensor: per tensor, or per channel along ``axis``.
 
-    scale: float
-    zero_point: int
+    Per-channel tensors (``scale`` and ``zero_point`` are lists, one value per
+    channel) are only head outputs, which nothing but ``dequantize`` reads.
+    """
+
+    scale: Union[float, List[float]]
+    zero_point: Union[int, List[int]]
     qmin: int
     qmax: int
+    axis: Optional[int] = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
 
     @property
     def max_abs_centered(self) -> int:
         """Largest ``|q - zero_point|``."""
-        return max(self.zero_point - self.qmin, self.qmax - self.zero_point)
+        zp = np.asarray(self.zero_point)
+        return int(max((zp - self.qmin).max(), (self.qmax - zp).max()))
 
     def same_as(self, other: 'TensorQ') -> bool:
-        return (self.scale, self.zero_point, self.qmin, self.qmax) == \
-            (other.scale, other.zero_point, other.qmin, other.qmax)
+        return (self.scale, self.zero_point, self.qmin, self.qmax, self.axis) == \
+            (other.scale, other.zero_point, other.qmin, other.qmax, other.axis)
+
+    def broadcast(self, ndim: int):
+        """``(scale, zero_point)`` as float64 / int64 tensors shaped to broadcast over a rank-``ndim`` tensor."""
+        import torch
+        s = torch.as_tensor(self.scale, dtype=torch.float64)
+        z = torch.as_tensor(self.zero_point, dtype=torch.int64)
+        if self.per_channel:
+            shape = [1] * ndim
+            shape[self.axis] = -1
+            s, z = s.reshape(shape), z.reshape(shape)
+        return s, z
 
 
 @dataclass

@@ -6,7 +6,9 @@ Resize on uint8 tensors; DequantizeLinear only on the head outputs. Values of
 fewer than 8 bits live in 8-bit containers: a ``Clip`` after each requantizing
 op keeps them in ``[qmin, qmax]`` (onnxruntime saturates to the container's
 range only). Asymmetric activations are uint8; weights are uint8 (asymmetric)
-or int8 (symmetric).
+or int8 (symmetric). A head output with per-channel ranges is one QLinearConv per
+output channel (each with its own output scale), concatenated, and dequantized
+per axis.
 """
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ class _Writer:
         return outputs[0]
 
     def qparams(self, t: TensorQ):
-        return self.const(np.float32(t.scale), np.float32, 's'), self.const(np.uint8(t.zero_point), np.uint8, 'zp')
+        """Scale and zero-point initializers: scalars, or 1-D (one per channel) for per-channel tensors."""
+        return (self.const(np.asarray(t.scale, np.float32), np.float32, 's'),
+                self.const(np.asarray(t.zero_point, np.uint8), np.uint8, 'zp'))
 
     def clip(self, x: str, lo: int, hi: int, out: str) -> str:
         if lo <= 0 and hi >= 255:
@@ -71,14 +75,26 @@ class _Writer:
             w = w.reshape(*w.shape, 1, 1)
             x = self.node('Unsqueeze', [x, self.const(np.array([2, 3], np.int64), np.int64, 'axes')])
         xs, xz = self.qparams(tx)
-        ys, yz = self.qparams(ty)
         attrs = {} if linear else dict(strides=n.attrs['stride'], dilations=n.attrs['dilation'],
                                        group=n.attrs['groups'], pads=n.attrs['padding'] * 2)
-        conv = self.node('QLinearConv', [
-            x, xs, xz, self.const(w.astype(wdt), wdt, 'w'),
-            self.const(n.params['w_scale'].astype(np.float32), np.float32, 'ws'),
-            self.const(n.params['w_zero_point'].astype(wdt), wdt, 'wz'), ys, yz,
-            self.const(n.params['bias'].astype(np.int32), np.int32, 'b')], **attrs)
+        ws, wz, b = n.params['w_scale'], n.params['w_zero_point'], n.params['bias']
+
+        def qconv(sl: slice, yq: TensorQ) -> str:
+            return self.node('QLinearConv', [
+                x, xs, xz, self.const(w[sl].astype(wdt), wdt, 'w'), self.const(ws[sl].astype(np.float32), np.float32,
+                                                                               'ws'),
+                self.const(wz[sl].astype(wdt), wdt, 'wz'), *self.qparams(yq),
+                self.const(b[sl].astype(np.int32), np.int32, 'b')], **attrs)
+
+        if ty.per_channel:
+            # QLinearConv takes one output scale: one conv per output channel, each on its own grid
+            if ty.axis != 1 or (not linear and n.attrs['groups'] != 1):
+                raise OnnxExportError(f'{n.name}: per-channel outputs need axis 1 and an ungrouped conv')
+            conv = self.node('Concat', [qconv(slice(c, c + 1), TensorQ(ty.scale[c], ty.zero_point[c], ty.qmin,
+                                                                       ty.qmax))
+                                        for c in range(w.shape[0])], axis=1)
+        else:
+            conv = qconv(slice(None), ty)
         if linear:
             conv = self.node('Flatten', [conv], axis=1)
         self.clip(conv, n.attrs['lo'], ty.qmax, y)
@@ -131,7 +147,9 @@ class _Writer:
             elif n.op == 'flatten':
                 self.node('Flatten', [x], [y], axis=1)
             elif n.op == 'dequantize':
-                self.node('DequantizeLinear', [x, *self.qparams(g.tensors[x])], [y])
+                t = g.tensors[x]
+                self.node('DequantizeLinear', [x, *self.qparams(t)], [y], **({'axis': t.axis} if t.per_channel
+                                                                             else {}))
             else:
                 raise OnnxExportError(f'no ONNX mapping for op {n.op!r} ({n.name})')
         producer = {o: n for n in g.nodes for o in n.outputs}

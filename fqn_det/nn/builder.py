@@ -49,13 +49,23 @@ class QBuilder:
     def __init__(self, cfg: QuantConfig) -> None:
         self.cfg = cfg
 
-    def act(self, name: str, sites: int = 1, score_thr: Optional[float] = None) -> List[ActQuantizer]:
+    def act(self, name: str, sites: int = 1, score_thr: Optional[float] = None, channels: int = 0,
+            output: bool = False) -> List[ActQuantizer]:
         """``sites`` quantizers for the output of ``name``.
 
         ``score_thr``: the detector's test-time score threshold when ``name`` gives
         sigmoid classification logits; ``floor='score_thr'`` resolves to its logit.
+        ``output``: ``name`` is a head output (dequantized for box decoding and NMS, not
+        consumed by an integer layer), the only place per-channel ranges are allowed;
+        ``channels`` is then its number of output channels.
         """
         scheme = self.cfg.act_scheme(name)
+        if scheme.per_channel and not (output and channels >= 1):
+            raise ValueError(f'quant_cfg overrides: a_per_channel=True at {name!r}, which is not a head output: '
+                             'per-channel activation ranges are only allowed on the head outputs that feed box '
+                             "decoding and NMS (e.g. 'bbox_head.retina_cls', 'bbox_head.retina_reg', "
+                             "'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_*'), since an integer layer needs one "
+                             'range per input tensor')
         kw = self.cfg.act_kwargs(name)
         if kw['floor'] == SCORE_THR:
             if score_thr is None or not 0.0 < score_thr < 1.0:
@@ -63,25 +73,28 @@ class QBuilder:
                                  f'output of a sigmoid head with a test_cfg.score_thr in (0, 1) (e.g. '
                                  f"'bbox_head.retina_cls'); got score_thr={score_thr!r}")
             kw['floor'] = math.log(score_thr / (1.0 - score_thr))
-        return [ActQuantizer(scheme, name=name if sites == 1 else f'{name}[site {i}]', **kw)
+        return [ActQuantizer(scheme, name=name if sites == 1 else f'{name}[site {i}]', num_channels=channels, **kw)
                 for i in range(sites)]
 
     def weight(self, name: str, out_channels: int) -> WeightQuantizer:
         return WeightQuantizer(self.cfg.weight_scheme(name), out_channels)
 
     def conv(self, conv: nn.Module, bn: Optional[nn.Module], relu: bool, name: str,
-             sites: int = 1, score_thr: Optional[float] = None) -> QConv2d:
+             sites: int = 1, score_thr: Optional[float] = None, output: bool = False) -> QConv2d:
+        """A quantized conv; ``output``: a head output (see :meth:`act`)."""
         if type(conv) is not nn.Conv2d:
             raise UnsupportedModuleError(name, conv, 'only plain nn.Conv2d convolutions are supported')
         if bn is not None and not isinstance(bn, _BatchNorm):
             raise UnsupportedModuleError(name, bn, 'only BatchNorm can be folded into a conv')
-        return QConv2d(conv, bn, relu, self.weight(name, conv.out_channels), self.act(name, sites, score_thr),
-                       freeze_bn=self.cfg.freeze_bn)
+        acts = self.act(name, sites, score_thr, conv.out_channels, output and not relu)
+        return QConv2d(conv, bn, relu, self.weight(name, conv.out_channels), acts, freeze_bn=self.cfg.freeze_bn)
 
-    def linear(self, linear: nn.Module, relu: bool, name: str, sites: int = 1) -> QLinear:
+    def linear(self, linear: nn.Module, relu: bool, name: str, sites: int = 1, output: bool = False) -> QLinear:
+        """A quantized linear layer; ``output``: a head output (see :meth:`act`)."""
         if type(linear) is not nn.Linear:
             raise UnsupportedModuleError(name, linear, 'only plain nn.Linear is supported')
-        return QLinear(linear, relu, self.weight(name, linear.out_features), self.act(name, sites))
+        acts = self.act(name, sites, None, linear.out_features, output and not relu)
+        return QLinear(linear, relu, self.weight(name, linear.out_features), acts)
 
     def add(self, relu: bool, name: str, sites: int = 1) -> QAdd:
         return QAdd(relu, self.act(name, sites))

@@ -48,8 +48,8 @@ class QRetinaHead(_PerLevelForward, RetinaHead):
         q.reg_convs = nn.ModuleList(qb.conv_module(m, f'{name}.reg_convs.{i}', L)
                                     for i, m in enumerate(head.reg_convs))
         q.retina_cls = qb.conv(head.retina_cls, None, False, f'{name}.retina_cls', L,
-                               score_thr=sigmoid_score_thr(head))
-        q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L)
+                               score_thr=sigmoid_score_thr(head), output=True)
+        q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L, output=True)
         return q
 
     def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
@@ -77,8 +77,8 @@ class QRPNHead(_PerLevelForward, RPNHead):
             q.rpn_conv = nn.ModuleList([qb.conv(conv, None, True, f'{name}.rpn_conv', L)])
         else:
             raise UnsupportedModuleError(f'{name}.rpn_conv', conv)
-        q.rpn_cls = qb.conv(head.rpn_cls, None, False, f'{name}.rpn_cls', L)
-        q.rpn_reg = qb.conv(head.rpn_reg, None, False, f'{name}.rpn_reg', L)
+        q.rpn_cls = qb.conv(head.rpn_cls, None, False, f'{name}.rpn_cls', L, output=True)
+        q.rpn_reg = qb.conv(head.rpn_reg, None, False, f'{name}.rpn_reg', L, output=True)
         return q
 
     def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:

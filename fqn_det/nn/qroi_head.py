@@ -47,9 +47,9 @@ class QConvFCBBoxHead(ConvFCBBoxHead):
             setattr(q, f'{branch}_fcs', nn.ModuleList(
                 qb.linear(m, True, f'{name}.{branch}_fcs.{i}') for i, m in enumerate(fcs)))
         if head.with_cls:
-            q.fc_cls = qb.linear(head.fc_cls, False, f'{name}.fc_cls')
+            q.fc_cls = qb.linear(head.fc_cls, False, f'{name}.fc_cls', output=True)
         if head.with_reg:
-            q.fc_reg = qb.linear(head.fc_reg, False, f'{name}.fc_reg')
+            q.fc_reg = qb.linear(head.fc_reg, False, f'{name}.fc_reg', output=True)
         return q
 
     def forward(self, x: Tensor) -> tuple:

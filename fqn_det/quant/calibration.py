@@ -33,8 +33,7 @@ def finish_calibration(model: nn.Module, gamma: float | None = None) -> List[str
     In a distributed run the histograms of all ranks are merged first, so every
     rank sets the same ranges (those of the union of all ranks' batches).
     """
-    quantizers = [q for _, q in iter_act_quantizers(model) if q._hist is not None]
-    sync_histograms([q._hist for q in quantizers])
+    sync_histograms([h for _, q in iter_act_quantizers(model) for h in q.histograms()])
     unseen = [name for name, q in iter_act_quantizers(model) if not q.finish_calibration(gamma)]
     if unseen:
         warnings.warn(f'{len(unseen)} activation quantizer(s) saw no calibration data and will be '

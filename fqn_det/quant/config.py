@@ -10,7 +10,9 @@ Example (an mmdet config's ``model.quant_cfg``)::
         freeze_bn=True,
         overrides=[dict(pattern='backbone.conv1', w_bits=8, a_bits=8),
                    # not in the paper: RetinaNet's class logits ranged from the score threshold up
-                   dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr')])
+                   dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr'),
+                   # not in the paper: one range per output channel of the head outputs
+                   dict(pattern='bbox_head.retina_*', a_per_channel=True)])
 
 Every key is checked: an unknown key (a typo) or a value out of range raises
 ``ValueError`` naming the setting.
@@ -24,7 +26,8 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 from .qscheme import MAX_BITS, MIN_BITS, QScheme
 
-_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel', 'gamma', 'floor'}
+_OVERRIDE_KEYS = {'pattern', 'w_bits', 'a_bits', 'w_symmetric', 'a_symmetric', 'w_per_channel', 'a_per_channel',
+                  'gamma', 'floor'}
 EMA_STATS = ('percentile', 'minmax')
 # ``floor='score_thr'``: the logit of the detector's test-time score threshold (sigmoid heads)
 SCORE_THR = 'score_thr'
@@ -120,7 +123,10 @@ class QuantConfig:
         overrides (list[dict]): Per-module precision by ``fnmatch`` pattern on module
             paths (e.g. ``'backbone.conv1'``, ``'bbox_head.retina_*'``); later entries win.
             Keys: ``w_bits``, ``a_bits``, ``w_symmetric``, ``a_symmetric``,
-            ``w_per_channel``, ``gamma`` (that module's calibration percentile) and
+            ``w_per_channel``, ``a_per_channel`` (one activation range per output
+            channel; only on head outputs, which are dequantized for box decoding and
+            NMS, so no integer layer consumes them; not in the FQN paper), ``gamma``
+            (that module's calibration percentile) and
             ``floor`` (a number, or ``'score_thr'``: the logit of the detector's
             test-time score threshold, for sigmoid classification outputs such as
             ``bbox_head.retina_cls``): the output range starts at most one step
@@ -176,7 +182,7 @@ class QuantConfig:
             for k in ('w_bits', 'a_bits'):
                 if k in ov:
                     _check_bits(f'quant_cfg.overrides[{i}].{k}', ov[k])
-            for k in ('w_symmetric', 'a_symmetric', 'w_per_channel'):
+            for k in ('w_symmetric', 'a_symmetric', 'w_per_channel', 'a_per_channel'):
                 if k in ov:
                     _check_bool(f'quant_cfg.overrides[{i}].{k}', ov[k])
             if 'gamma' in ov:
@@ -221,7 +227,8 @@ class QuantConfig:
     # -- per-module schemes ------------------------------------------------
     def _resolved(self, name: str) -> Dict[str, Any]:
         r = dict(w_bits=self.w_bits, a_bits=self.a_bits, w_symmetric=self.w_symmetric,
-                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel, gamma=self.gamma, floor=None)
+                 a_symmetric=self.a_symmetric, w_per_channel=self.w_per_channel, a_per_channel=False,
+                 gamma=self.gamma, floor=None)
         for i, ov in enumerate(self.overrides):
             if fnmatch.fnmatchcase(name, ov['pattern']):
                 self._matched.add(i)
@@ -234,7 +241,8 @@ class QuantConfig:
 
     def act_scheme(self, name: str) -> QScheme:
         r = self._resolved(name)
-        return QScheme(r['a_bits'], r['a_symmetric'], False, 0)
+        # per channel along dim 1 (N, C, ...) of the output
+        return QScheme(r['a_bits'], r['a_symmetric'], r['a_per_channel'], 1 if r['a_per_channel'] else 0)
 
     def act_kwargs(self, name: str = '') -> Dict[str, Any]:
         """Observer settings of the activation quantizer at ``name`` (``gamma`` may be overridden)."""

@@ -69,7 +69,7 @@ def reduce_batch_range(lo: Tensor, hi: Tensor, exact_extremes: bool) -> Tuple[Te
     """All-reduce one batch's range statistic across ranks.
 
     Args:
-        lo, hi: This rank's statistic (0-dim tensors).
+        lo, hi: This rank's statistic (0-dim tensors, or one value per channel).
         exact_extremes: The statistic is min/max: reduce to the global min/max.
             Otherwise (percentiles) take the mean over ranks.
     """
@@ -89,8 +89,8 @@ def reduce_batch_range(lo: Tensor, hi: Tensor, exact_extremes: bool) -> Tuple[Te
 def quantizer_state_digest(model: nn.Module) -> Tensor:
     """Every activation quantizer's range and flags, flattened in module order (float64)."""
     from .fake_quantize import ActQuantizer
-    parts = [torch.stack([q.min_val.double().cpu(), q.max_val.double().cpu(), q.scale.double().cpu(),
-                          q.zero_point.double().cpu(), q.initialized.double().cpu()])
+    parts = [torch.cat([t.double().cpu().reshape(-1) for t in (q.min_val, q.max_val, q.scale, q.zero_point,
+                                                                  q.initialized)])
              for q in model.modules() if isinstance(q, ActQuantizer)]
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 

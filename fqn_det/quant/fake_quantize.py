@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from .distributed import reduce_batch_range
 from . import fused
 from .functional import calc_qparams, calc_qparams_scalar, fake_quantize
-from .observers import NonFiniteActivationError, StreamingHistogram, batch_range
+from .observers import (NonFiniteActivationError, StreamingHistogram, batch_range, batch_range_per_channel,
+                        channel_rows)
 from .qscheme import QScheme
 
 
@@ -95,7 +96,13 @@ def floored_min(floor: float, hi, scheme: QScheme):
 
 
 class ActQuantizer(nn.Module):
-    """Per-tensor activation fake quantizer: FQN calibration, then EMA ranges.
+    """Activation fake quantizer: FQN calibration, then EMA ranges.
+
+    Per tensor, as in the paper. A per-channel scheme (``ch_axis=1``: one range per
+    output channel, ``num_channels`` of them) is for head outputs only, which are
+    dequantized for box decoding and NMS rather than consumed by an integer layer
+    (:class:`fqn_det.nn.builder.QBuilder` enforces it); every statistic below is
+    then taken per channel.
 
     Modes:
       * calibrating (set by :func:`fqn_det.quant.calibration.start_calibration`):
@@ -119,16 +126,24 @@ class ActQuantizer(nn.Module):
             towards it, so the levels go to what is kept, while the lowest level
             stays strictly below ``floor`` (see :func:`floored_min`).
         name (str): Module path, used in error messages.
+        num_channels (int): Channels of a per-channel scheme (ignored per tensor).
     """
 
     _version = 1
 
     def __init__(self, scheme: QScheme, momentum: float = 0.01, ema_stat: str = 'percentile',
                  gamma: float = 0.999, hist_bins: int = 2048, name: str = '',
-                 floor: float | None = None) -> None:
+                 floor: float | None = None, num_channels: int = 1) -> None:
         super().__init__()
+        shape: tuple = ()
         if scheme.per_channel:
-            raise ValueError('activation quantizers are per tensor')
+            if scheme.ch_axis != 1:
+                raise ValueError(f'per-channel activation ranges are along dim 1 (N, C, ...), got ch_axis='
+                                 f'{scheme.ch_axis} at {name or "quantizer"}')
+            if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+                raise ValueError(f'per-channel activation ranges need num_channels >= 1, got {num_channels!r} '
+                                 f'at {name or "quantizer"}')
+            shape = (num_channels,)
         self.scheme = scheme
         self.momentum = momentum
         self.ema_stat = ema_stat
@@ -136,14 +151,24 @@ class ActQuantizer(nn.Module):
         self.hist_bins = hist_bins
         self.name = name
         self.floor = None if floor is None else float(floor)
-        self.register_buffer('scale', torch.tensor(1.0))
-        self.register_buffer('zero_point', torch.tensor(0, dtype=torch.int32))
-        self.register_buffer('min_val', torch.tensor(0.0))
-        self.register_buffer('max_val', torch.tensor(0.0))
+        self.register_buffer('scale', torch.ones(shape))
+        self.register_buffer('zero_point', torch.zeros(shape, dtype=torch.int32))
+        self.register_buffer('min_val', torch.zeros(shape))
+        self.register_buffer('max_val', torch.zeros(shape))
         self.register_buffer('initialized', _flag(0))
         self.register_buffer('fake_quant_enabled', _flag(1))
         self.register_buffer('observer_enabled', _flag(1))
-        self._hist: StreamingHistogram | None = None
+        # calibration histograms: one, or one per channel
+        self._hist: StreamingHistogram | list | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scheme.per_channel
+
+    @property
+    def axis(self) -> int | None:
+        """The channel axis of per-channel ranges, None per tensor."""
+        return self.scheme.ch_axis if self.scheme.per_channel else None
 
     # -- calibration -------------------------------------------------------
     @property
@@ -151,16 +176,42 @@ class ActQuantizer(nn.Module):
         return self._hist is not None
 
     def start_calibration(self) -> None:
-        self._hist = StreamingHistogram(self.hist_bins)
+        if self.per_channel:
+            self._hist = [StreamingHistogram(self.hist_bins) for _ in range(self.min_val.numel())]
+        else:
+            self._hist = StreamingHistogram(self.hist_bins)
+
+    def histograms(self) -> list:
+        """The calibration histograms (one per channel for per-channel ranges); [] when not calibrating."""
+        if self._hist is None:
+            return []
+        return list(self._hist) if isinstance(self._hist, list) else [self._hist]
 
     def finish_calibration(self, gamma: float | None = None) -> bool:
         """Set the range to the histogram's percentiles; False if nothing was seen."""
-        hist, self._hist = self._hist, None
-        if hist is None or hist.total == 0:
+        hists, self._hist = self.histograms(), None
+        if not hists or any(h.total == 0 for h in hists):
             return False
-        lo, hi = hist.percentile_range(self.gamma if gamma is None else gamma)
-        self.set_range(torch.tensor(self.floored(lo, hi)), torch.tensor(hi))
+        g = self.gamma if gamma is None else gamma
+        ranges = [h.percentile_range(g) for h in hists]
+        if self.per_channel:
+            lo, hi = (torch.tensor(v, dtype=torch.float32) for v in zip(*ranges))
+            self.set_range(self.floored(lo, hi), hi)
+        else:
+            lo, hi = ranges[0]
+            self.set_range(torch.tensor(self.floored(lo, hi)), torch.tensor(hi))
         return True
+
+    def _calibrate(self, x: Tensor) -> None:
+        if not self.per_channel:
+            self._hist.update(x)
+            return
+        rows = channel_rows(x, self.scheme.ch_axis)
+        if rows.shape[0] != len(self._hist):
+            raise ValueError(f'{self.name or "quantizer"}: per-channel ranges for {len(self._hist)} channels, '
+                             f'got a tensor of shape {tuple(x.shape)}')
+        for h, r in zip(self._hist, rows):
+            h.update(r)
 
     # -- range -------------------------------------------------------------
     def floored(self, lo, hi):
@@ -179,19 +230,25 @@ class ActQuantizer(nn.Module):
         self.min_val.copy_(lo)
         self.max_val.copy_(hi)
         qparams = None
-        if self.min_val.device.type == 'cpu':  # on an accelerator, float() would wait for it
+        if self.per_channel:
+            qparams = calc_qparams(self.min_val, self.max_val, self.scheme)
+        elif self.min_val.device.type == 'cpu':  # on an accelerator, float() would wait for it
             qparams = calc_qparams_scalar(float(self.min_val), float(self.max_val), self.scheme)
         if qparams is None:  # NaN, beyond float32 or not on the CPU: the tensor version
             qparams = calc_qparams(self.min_val, self.max_val, self.scheme)
-        self.scale.fill_(qparams[0])
-        self.zero_point.fill_(qparams[1])
+        self.scale.copy_(torch.as_tensor(qparams[0]))
+        self.zero_point.copy_(torch.as_tensor(qparams[1]))
         self.initialized.fill_(1)
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
         # every element is checked, not only the percentile statistic's subsample
         try:
-            lo, hi = batch_range(x, self.ema_stat, self.gamma, check_finite=True)
+            if self.per_channel:
+                lo, hi = batch_range_per_channel(x, self.ema_stat, self.gamma, self.scheme.ch_axis,
+                                                 check_finite=True)
+            else:
+                lo, hi = batch_range(x, self.ema_stat, self.gamma, check_finite=True)
         except NonFiniteActivationError:
             raise NonFiniteActivationError(f'NaN or inf activation at {self.name or "quantizer"}') from None
         # identical updates on every data-parallel rank (no-op in a single process)
@@ -201,8 +258,8 @@ class ActQuantizer(nn.Module):
     @torch.no_grad()
     def _update_range(self, lo: Tensor, hi: Tensor) -> None:
         """EMA step towards this batch's statistic ``[lo, hi]`` (its first value when uninitialized)."""
-        if fused.qparams_usable(self.scale, self.zero_point, lo, hi, self.min_val, self.max_val) \
-                and self.initialized.dtype == torch.uint8:
+        if not self.per_channel and self.initialized.dtype == torch.uint8 \
+                and fused.qparams_usable(self.scale, self.zero_point, lo, hi, self.min_val, self.max_val):
             s = self.scheme  # the lines below in one call, with the same values
             fused.ema_qparams_(lo, hi, self.min_val, self.max_val, self.scale, self.zero_point, self.initialized,
                                self.momentum, s.quant_min, s.quant_max, s.symmetric)
@@ -215,7 +272,7 @@ class ActQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self._hist is not None:
             try:
-                self._hist.update(x)
+                self._calibrate(x)
             except NonFiniteActivationError as e:
                 raise NonFiniteActivationError(
                     f'NaN or inf activation at {self.name or "quantizer"} during calibration') from e
@@ -229,7 +286,7 @@ class ActQuantizer(nn.Module):
                 f'activation range of {self.name or "quantizer"} was never set: calibrate the model '
                 '(FQNCalibrationHook) or load a fine-tuned checkpoint before inference')
         s = self.scheme
-        return fake_quantize(x, self.scale, self.zero_point, s.quant_min, s.quant_max)
+        return fake_quantize(x, self.scale, self.zero_point, s.quant_min, s.quant_max, self.axis)
 
     def extra_repr(self) -> str:
         return f'{self.scheme}, ema={self.ema_stat}@{self.momentum}' + \

@@ -191,3 +191,35 @@ def batch_range(x: Tensor, stat: str, gamma: float, check_finite: bool = False) 
     lo = torch.topk(sample, k_lo, largest=False, sorted=True).values[-1]
     hi = torch.topk(sample, n - k_hi + 1, largest=True, sorted=True).values[-1]
     return lo, hi
+
+
+def channel_rows(x: Tensor, axis: int = 1) -> Tensor:
+    """``x`` as ``(channels, values)``: one row per slice along ``axis`` (a copy unless already so)."""
+    x = x.detach()
+    return x.movedim(axis, 0).reshape(x.shape[axis], -1)
+
+
+def batch_range_per_channel(x: Tensor, stat: str, gamma: float, axis: int = 1,
+                            check_finite: bool = False) -> Tuple[Tensor, Tensor]:
+    """:func:`batch_range` of each slice of ``x`` along ``axis``: two tensors of one value per channel.
+
+    ``'percentile'`` takes the order statistics of an evenly strided subsample of at
+    most ``max(EMA_SAMPLE // channels, 4096)`` values of each channel.
+
+    Raises:
+        NonFiniteActivationError: With ``check_finite``, if any element of ``x`` is NaN or inf.
+    """
+    rows = channel_rows(x, axis)
+    if check_finite and rows.numel():
+        _require_finite(_all_finite(rows.reshape(-1)))
+    if rows.shape[1] == 0:
+        raise ValueError('per-channel range of a tensor with no values per channel')
+    if stat == 'minmax' or gamma >= 1.0:
+        return rows.amin(1).float(), rows.amax(1).float()
+    per_row = max(EMA_SAMPLE // rows.shape[0], 4096)
+    step = max(1, rows.shape[1] // per_row) | 1
+    sample = rows[:, ::step].float()
+    n = sample.shape[1]
+    k_lo = max(1, min(n, int(math.floor((1.0 - gamma) * (n - 1))) + 1))
+    k_hi = max(1, min(n, int(math.ceil(gamma * (n - 1))) + 1))
+    return torch.kthvalue(sample, k_lo, 1).values, torch.kthvalue(sample, k_hi, 1).values

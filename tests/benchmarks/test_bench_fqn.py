@@ -55,6 +55,36 @@ def test_diagnostic_rows_set_the_head_output_quantizers(det):
     assert len({n.split('.out_quant')[0] for n in changed}) == 2 * len({n.split('.out_quant')[0] for n in cls})
 
 
+@pytest.mark.parametrize('det', ['retina', 'faster'])
+def test_per_channel_rows_give_the_head_outputs_one_range_per_channel(det):
+    b = _bench()
+    cfg = tiny_model_cfg(det)
+    rows = ['outputs_pc'] + (['floor_pc'] if det == 'retina' else [])
+    outputs = {p.split('=')[0] for p in ';'.join(b.HEAD_OUTPUTS[det].values()).split(';')}
+    for row in rows:
+        model = build_quantized(cfg, dict(overrides=b.ROWS[row][1]['model.quant_cfg.overrides'](det)))
+        qs = {n: q for n, q in model.detector.named_modules() if hasattr(q, 'per_channel') and hasattr(q, 'floor')}
+        pc = {n.split('.out_quant')[0] for n, q in qs.items() if q.per_channel}
+        assert pc == outputs, row
+        for n, q in qs.items():
+            if q.per_channel:
+                layer = model.detector.get_submodule(n.split('.out_quant')[0])
+                width = layer.conv.out_channels if hasattr(layer, 'conv') else layer.linear.out_features
+                assert q.scale.shape == (width,)
+        floored = {n.split('.out_quant')[0] for n, q in qs.items() if q.floor is not None}
+        assert floored == ({'bbox_head.retina_cls'} if row == 'floor_pc' else set())
+    if det == 'faster':
+        assert 'floor_pc' not in b.default_rows(det) and 'outputs_pc' in b.default_rows(det)
+
+
+def test_render_reports_the_floor_and_per_channel_row():
+    b = _bench()
+    rows = [('fp32', 'FP32', _m(0.50), 1.0), ('iao', 'IAO', _m(0.34), 3.0), ('floor_pc', 'x', _m(0.51), 2.0)]
+    text = b.render(rows, total_rows=3)
+    assert ('score floor and per-channel head-output ranges (not in the paper) loses -0.010 (target: at most '
+            '0.010): met. IAO loss / its loss = inf') in text
+
+
 def _act_quantizers(model):
     from fqn_det.quant import ActQuantizer
     return {n: (q.gamma, q.scheme.bits) for n, q in model.detector.named_modules() if isinstance(q, ActQuantizer)}
@@ -111,7 +141,7 @@ def test_score_floor_row_is_refused_for_faster_rcnn_and_left_out_of_its_default_
     with pytest.raises(SystemExit, match=r"\['score_floor'\] do not apply to --detector faster"):
         b.main()
     assert 'score_floor' not in b.default_rows('faster') and 'score_floor' in b.default_rows('retina')
-    assert set(b.default_rows('retina')) - set(b.default_rows('faster')) == {'score_floor'}
+    assert set(b.default_rows('retina')) - set(b.default_rows('faster')) == {'score_floor', 'floor_pc'}
     assert set(b.default_rows('retina')) == {'fp32', 'fp32_ft', *b.ROWS}
 
 

@@ -30,9 +30,17 @@ def test_config_builds(path):
         assert model.quant_config.calib_batches == 20 and model.quant_config.gamma == 0.999
         floors = {n: q.floor for n, q in model.detector.named_modules() if hasattr(q, 'floor')}
         floored = {n for n, f in floors.items() if f is not None}
-        if path.stem.endswith('_score_floor'):  # exactly RetinaNet's class logits, at logit(score_thr)
+        if path.stem.endswith(('_score_floor', '_floor_pc')):  # exactly RetinaNet's logits, at logit(score_thr)
             thr = det.test_cfg.score_thr
             assert floored == {f'bbox_head.retina_cls.out_quant.{i}' for i in range(5)}
             assert all(abs(floors[n] - math.log(thr / (1 - thr))) < 1e-9 for n in floored)
         else:
             assert not floored
+        per_channel = {n.split('.out_quant')[0] for n, q in model.detector.named_modules()
+                       if hasattr(q, 'floor') and q.per_channel}
+        if path.stem.endswith('_pc'):  # every head output, nothing else
+            assert per_channel == ({'bbox_head.retina_cls', 'bbox_head.retina_reg'} if 'retina' in path.stem else
+                                   {'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
+                                    'roi_head.bbox_head.fc_reg'})
+        else:
+            assert not per_channel

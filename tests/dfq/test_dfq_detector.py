@@ -145,6 +145,21 @@ def test_data_free_ranges_respect_the_score_floor():
         assert (f.scheme.quant_min - int(f.zero_point)) * float(f.scale) < f.floor
 
 
+def test_data_free_ranges_per_channel_on_head_outputs():
+    over = dict(overrides=[dict(pattern='bbox_head.retina_reg', a_per_channel=True)])
+    plain, pc = _trained_like('retina'), _trained_like('retina', over)  # the same weights (seeded)
+    for model in (plain, pc):
+        fold_bn_permanently(model.detector)
+        data_free_ranges(model.detector)
+    for p, q in zip(plain.detector.bbox_head.retina_reg.out_quant, pc.detector.bbox_head.retina_reg.out_quant):
+        assert q.per_channel and q.min_val.shape == (q.scale.numel(),) and bool(q.initialized)
+        # the per-tensor range is the union of the per-channel ones
+        assert float(q.min_val.min()) == pytest.approx(float(p.min_val), abs=1e-6)
+        assert float(q.max_val.max()) == pytest.approx(float(p.max_val), abs=1e-6)
+        assert float((q.max_val - q.min_val).min()) < float(p.max_val - p.min_val)
+        assert torch.all(q.min_val <= 0) and torch.all(q.max_val > 0)
+
+
 def test_dfq_init_switch_runs_before_calibration(tmp_path):
     model = _trained_like('retina', dict(dfq_init=True, calib=dict(num_batches=2)))
     runner = Mock(model=model, train_dataloader=[batch(5), batch(5, seed=1)], logger=logging.getLogger('t'),

@@ -24,8 +24,20 @@ def _finetuned(kind, quant_cfg=None):
     return model.eval()
 
 
+#: one range per output channel on every head output (not in the paper), with the score floor
+PC_RETINA = dict(overrides=[dict(pattern='bbox_head.retina_*', a_per_channel=True),
+                            dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr')])
+PC_FASTER = dict(overrides=[dict(pattern='rpn_head.rpn_cls', a_per_channel=True),
+                            dict(pattern='rpn_head.rpn_reg', a_per_channel=True),
+                            dict(pattern='roi_head.bbox_head.fc_*', a_per_channel=True)])
+
+
 def _ints(x, q):
-    return torch.round(x / q.scale + q.zero_point).long()
+    s, z = q.scale, q.zero_point
+    if q.per_channel:  # along dim 1
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        s, z = s.reshape(shape), z.reshape(shape)
+    return torch.round(x / s + z).long()
 
 
 def _agreement(pairs):
@@ -41,8 +53,8 @@ def _check_onnx(g, feeds, out):
     for name in g.outputs:
         if name in out['_int']:
             t = g.tensors[next(n for n in g.nodes if n.outputs[0] == name).inputs[0]]
-            pairs.append((torch.from_numpy(np.round(o[name] / t.scale + t.zero_point).astype(np.int64)),
-                          out['_int'][name]))
+            scale, zp = (v.numpy() for v in t.broadcast(o[name].ndim))
+            pairs.append((torch.from_numpy(np.round(o[name] / scale + zp).astype(np.int64)), out['_int'][name]))
         else:
             pairs.append((torch.from_numpy(o[name].astype(np.int64)), out[name]))
     same, worst = _agreement(pairs)
@@ -51,18 +63,22 @@ def _check_onnx(g, feeds, out):
 
 
 @pytest.mark.parametrize('quant_cfg', [None, dict(weight=dict(symmetric=True)),
-                                       dict(weight=dict(bits=8), act=dict(bits=8))],
-                         ids=['w4a4-asym', 'w4a4-sym', 'w8a8'])
+                                       dict(weight=dict(bits=8), act=dict(bits=8)), PC_RETINA],
+                         ids=['w4a4-asym', 'w4a4-sym', 'w8a8', 'w4a4-outputs-per-channel'])
 def test_retina_engine_matches_fake_quant_and_onnx(quant_cfg):
     model = _finetuned('retina', quant_cfg)
+    head = model.detector.bbox_head
+    per_channel = quant_cfg is PC_RETINA
+    assert head.retina_reg.out_quant[0].per_channel is per_channel
+    assert head.retina_reg.out_quant[0].scale.numel() == (head.retina_reg.conv.out_channels if per_channel else 1)
     data = batch(5, n=2, size=96, seed=42)
     with torch.no_grad():
         d = model.data_preprocessor(data, False)
         cls, reg = model.detector.bbox_head(model.detector.extract_feat(d['inputs']))
     g = build_graphs(model)['features']
     assert g.non_integer_ops() == []
+    assert sum(t.per_channel for t in g.tensors.values()) == (2 * len(cls) if per_channel else 0)
     out = IntegerEngine(g).run({'image': d['inputs']})
-    head = model.detector.bbox_head
     pairs = []
     for lvl in range(len(cls)):
         pairs.append((_ints(cls[lvl], head.retina_cls.out_quant[lvl]), out['_int'][f'cls_score.{lvl}']))
@@ -72,8 +88,12 @@ def test_retina_engine_matches_fake_quant_and_onnx(quant_cfg):
     _check_onnx(g, {'image': d['inputs']}, out)
 
 
-def test_faster_rcnn_engine_matches_fake_quant_and_onnx():
-    model = _finetuned('faster')
+@pytest.mark.parametrize('quant_cfg', [None, PC_FASTER], ids=['w4a4', 'w4a4-outputs-per-channel'])
+def test_faster_rcnn_engine_matches_fake_quant_and_onnx(quant_cfg):
+    model = _finetuned('faster', quant_cfg)
+    bh = model.detector.roi_head.bbox_head
+    assert bh.fc_reg.out_quant[0].per_channel is (quant_cfg is PC_FASTER)
+    assert model.detector.rpn_head.rpn_reg.out_quant[0].per_channel is (quant_cfg is PC_FASTER)
     data = batch(5, n=2, size=96, seed=42)
     det = model.detector
     graphs = build_graphs(model)

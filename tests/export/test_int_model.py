@@ -96,3 +96,14 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypat
         save_int_model(p, {'features': _graph()}, {'v': 2})
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ['m.fqnint']
+
+
+def test_per_channel_output_quantization_round_trips(tmp_path):
+    g = _graph()
+    out = g.nodes[-1].inputs[0] if g.nodes[-1].op == 'dequantize' else g.outputs[0]
+    g.tensors['pc_out'] = TensorQ([0.5, 0.25], [3, 9], 0, 15, axis=1)
+    save_int_model(tmp_path / 'm.fqnint', {'features': g}, {})
+    graphs, _ = load_int_model(tmp_path / 'm.fqnint')
+    t = graphs['features'].tensors['pc_out']
+    assert t == TensorQ([0.5, 0.25], [3, 9], 0, 15, axis=1) and t.per_channel
+    assert graphs['features'].tensors[out] == g.tensors[out] and not graphs['features'].tensors[out].per_channel

@@ -197,3 +197,16 @@ def test_floor_override():
                 [dict(pattern='a', floor=True)], [dict(pattern='a', floor=float('-inf'))], 'a:floor=abc'):
         with pytest.raises(ValueError, match='floor|cannot read'):
             QuantConfig.from_dict(dict(overrides=bad))
+
+
+def test_per_channel_activation_override():
+    cfg = QuantConfig.from_dict(dict(overrides='bbox_head.retina_*:a_per_channel=true'))
+    assert cfg.overrides == [dict(pattern='bbox_head.retina_*', a_per_channel=True)]
+    assert cfg.act_scheme('bbox_head.retina_reg') == QScheme(4, False, True, 1)  # along dim 1 (N, C, ...)
+    assert cfg.act_scheme('neck.fpn_convs.0') == QScheme(4, False, False, 0)
+    assert not cfg.weight_scheme('bbox_head.retina_reg').ch_axis  # weights keep their own setting
+    for bad in ([dict(pattern='a', a_per_channel=1)], 'a:a_per_channel=yes'):
+        with pytest.raises(ValueError, match='a_per_channel|cannot read'):
+            QuantConfig.from_dict(dict(overrides=bad))
+    with pytest.raises(ValueError, match='per_channel'):  # only as an override on head outputs
+        QuantConfig.from_dict(dict(act=dict(per_channel=True)))

@@ -11,6 +11,7 @@ from fqn_det.quant.calibration import finish_calibration, start_calibration
 from fqn_det.quant.distributed import assert_ranks_agree, reduce_batch_range, sync_histograms, world_size
 
 WORLD = 2
+PC = QScheme(bits=4, per_channel=True, ch_axis=1)
 
 
 def _data(rank: int, i: int) -> torch.Tensor:
@@ -35,23 +36,27 @@ def _worker(rank: int, init: str, out: str) -> None:
         torch.manual_seed(0)
         q = ActQuantizer(QScheme(bits=4), momentum=0.1, ema_stat='percentile', gamma=0.99, name='act')
         q_mm = ActQuantizer(QScheme(bits=4), momentum=0.1, ema_stat='minmax', name='act_mm')
-        q.train(), q_mm.train()
+        q_pc = ActQuantizer(PC, momentum=0.1, gamma=0.99, name='act_pc', num_channels=2)
+        q.train(), q_mm.train(), q_pc.train()
         for i in range(5):
             x = _data(rank, 10 + i)
-            q(x), q_mm(x)
+            q(x), q_mm(x), q_pc(x.reshape(50, 2, 50))
         res['ema'] = (q.min_val.clone(), q.max_val.clone(), q.scale.clone(), q.zero_point.clone())
         res['ema_mm'] = (q_mm.min_val.clone(), q_mm.max_val.clone())
+        res['ema_pc'] = (q_pc.min_val.clone(), q_pc.max_val.clone(), q_pc.scale.clone(), q_pc.zero_point.clone())
         # 3. reduce_batch_range
         lo, hi = reduce_batch_range(torch.tensor(-1.0 - rank), torch.tensor(2.0 + rank), exact_extremes=True)
         res['extremes'] = (float(lo), float(hi))
         lo, hi = reduce_batch_range(torch.tensor(-1.0 - rank), torch.tensor(2.0 + rank), exact_extremes=False)
         res['means'] = (float(lo), float(hi))
         # 4. calibration through finish_calibration: every rank sets the same range
-        m = torch.nn.Sequential(ActQuantizer(QScheme(bits=4), name='a'), ActQuantizer(QScheme(bits=4), name='b'))
+        m = torch.nn.Sequential(ActQuantizer(QScheme(bits=4), name='a'), ActQuantizer(QScheme(bits=4), name='b'),
+                                ActQuantizer(PC, name='c', num_channels=2))  # per channel: merged per channel
         start_calibration(m)
-        m(_data(rank, 20))
+        m(_data(rank, 20).reshape(50, 2, 50))
         finish_calibration(m, 0.999)
-        res['calib'] = [(float(a.min_val), float(a.max_val)) for a in m]
+        res['calib'] = [(float(a.min_val), float(a.max_val)) for a in m[:2]]
+        res['calib_pc'] = (m[2].min_val.tolist(), m[2].max_val.tolist())
         assert_ranks_agree(m)
         # 5. a deliberate disagreement is caught on every rank
         m[0].max_val.add_(rank)
@@ -92,7 +97,7 @@ def test_merged_histograms_equal_single_histogram_of_all_data(results):
 
 
 def test_ema_ranges_identical_across_ranks(results):
-    for key in ('ema', 'ema_mm'):
+    for key in ('ema', 'ema_mm', 'ema_pc'):
         a, b = results[0][key], results[1][key]
         for x, y in zip(a, b):
             assert torch.equal(x, y), key
@@ -117,6 +122,14 @@ def test_calibration_same_ranges_as_single_process_on_all_data(results):
         h.update(_data(r, 20))
     lo, hi = h.percentile_range(0.999)
     assert results[0]['calib'][0] == pytest.approx((lo, hi), rel=1e-6)
+    # per channel: each channel's histogram merged over the ranks, as one process would see it
+    assert results[0]['calib_pc'] == results[1]['calib_pc']
+    for c in range(2):
+        h = StreamingHistogram(2048)
+        for r in range(WORLD):
+            h.update(_data(r, 20).reshape(50, 2, 50)[:, c])
+        lo, hi = h.percentile_range(0.999)
+        assert (results[0]['calib_pc'][0][c], results[0]['calib_pc'][1][c]) == pytest.approx((lo, hi), rel=1e-6)
 
 
 def test_disagreement_detected_on_every_rank(results):

@@ -170,9 +170,148 @@ def test_act_quantizer_uncalibrated_eval_raises_with_name():
         q(torch.randn(3, 4))
 
 
-def test_act_quantizer_rejects_per_channel():
-    with pytest.raises(ValueError):
-        ActQuantizer(QScheme(4, per_channel=True))
+def test_act_quantizer_per_channel_arguments_are_checked():
+    with pytest.raises(ValueError, match='along dim 1'):
+        ActQuantizer(QScheme(4, per_channel=True), num_channels=3, name='bbox_head.retina_reg')
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match='num_channels'):
+            ActQuantizer(QScheme(4, per_channel=True, ch_axis=1), num_channels=bad)
+    q = ActQuantizer(QScheme(4, per_channel=True, ch_axis=1), num_channels=5)
+    assert q.per_channel and q.axis == 1
+    assert all(getattr(q, b).shape == (5,) for b in ('scale', 'zero_point', 'min_val', 'max_val'))
+    assert ActQuantizer(QScheme(4)).scale.shape == () and ActQuantizer(QScheme(4)).axis is None
+
+
+def _channel_batches(n=4, seed=3, shape=(2, 3, 16, 16)):
+    """Channels on very different ranges, as a head's box deltas and logits are."""
+    g = _gen(seed)
+    spread = torch.tensor([0.1, 1.0, 4.0]).reshape(1, 3, 1, 1)
+    shift = torch.tensor([0.0, -2.0, 1.0]).reshape(1, 3, 1, 1)
+    return [torch.randn(shape, generator=g) * spread * (1 + 0.3 * i) + shift for i in range(n)]
+
+
+def _per_channel_and_references(c=3, **kw):
+    pc = ActQuantizer(QScheme(4, per_channel=True, ch_axis=1), num_channels=c, name='pc', **kw)
+    return pc, [ActQuantizer(QScheme(4), name=f'ref{i}', **kw) for i in range(c)]
+
+
+@pytest.mark.parametrize('gamma', [0.999, 0.9, 1.0])
+def test_per_channel_calibration_equals_one_quantizer_per_channel(gamma):
+    pc, refs = _per_channel_and_references(gamma=gamma)
+    batches = _channel_batches()
+    for m in (pc, *refs):
+        m.eval()
+        m.start_calibration()
+    assert len(pc.histograms()) == 3
+    for x in batches:
+        assert torch.equal(pc(x), x)
+        for c, r in enumerate(refs):
+            r(x[:, c])
+    assert pc.finish_calibration() and not pc.calibrating
+    for c, r in enumerate(refs):
+        r.finish_calibration()
+        for b in ('min_val', 'max_val', 'scale', 'zero_point'):
+            assert torch.equal(getattr(pc, b)[c], getattr(r, b)), (c, b)
+    assert len(set(pc.scale.tolist())) == 3  # three different grids
+    # quantizing: each channel on its own grid, as its own per-tensor quantizer would
+    x = batches[0]
+    y = pc(x)
+    assert torch.equal(y, fake_quantize(x, pc.scale, pc.zero_point, 0, 15, axis=1))
+    for c, r in enumerate(refs):
+        assert torch.allclose(y[:, c], r(x[:, c]), rtol=0, atol=1e-6)
+    # the per-channel error is far below that of one range for all channels
+    one = ActQuantizer(QScheme(4), gamma=gamma)
+    one.eval()
+    one.start_calibration()
+    for b in batches:
+        one(b)
+    one.finish_calibration()
+    small = x[:, 0]
+    assert (y[:, 0] - small).abs().mean() < (one(x)[:, 0] - small).abs().mean() / 4
+
+
+@pytest.mark.parametrize('ema_stat', ['minmax', 'percentile'])
+def test_per_channel_ema_equals_one_quantizer_per_channel(ema_stat):
+    pc, refs = _per_channel_and_references(momentum=0.2, ema_stat=ema_stat, gamma=0.99)
+    for m in (pc, *refs):
+        m.train()
+    for x in _channel_batches(5, seed=7):
+        pc(x)
+        for c, r in enumerate(refs):
+            r(x[:, c].contiguous())
+        for c, r in enumerate(refs):
+            assert float(pc.min_val[c]) == pytest.approx(float(r.min_val), abs=1e-6)
+            assert float(pc.max_val[c]) == pytest.approx(float(r.max_val), abs=1e-6)
+        scale, zp = calc_qparams(pc.min_val, pc.max_val, pc.scheme)
+        assert torch.equal(pc.scale, scale) and torch.equal(pc.zero_point, zp)
+
+
+def test_per_channel_floor_applies_to_every_channel():
+    floor = -2.944
+    q = ActQuantizer(QScheme(4, per_channel=True, ch_axis=1), num_channels=3, gamma=1.0, floor=floor)
+    g = _gen(9)
+    x = torch.randn(2, 3, 8, 8, generator=g) * torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1) - 5
+    q.eval()
+    q.start_calibration()
+    q(x)
+    q.finish_calibration()
+    for c in range(3):
+        assert float(q.min_val[c]) == pytest.approx(float(floored_min(floor, q.max_val[c], q.scheme)))
+        assert (q.scheme.quant_min - int(q.zero_point[c])) * float(q.scale[c]) < floor
+    # each EMA step moves towards the floored batch statistic, channel by channel
+    from fqn_det.quant.observers import batch_range_per_channel
+    q.train()
+    prev = q.min_val.clone()
+    lo, hi = batch_range_per_channel(x + 1.0, 'percentile', 1.0)
+    q(x + 1.0)
+    expected = torch.lerp(prev, torch.maximum(lo, floored_min(floor, hi, q.scheme)), q.momentum)
+    assert torch.allclose(q.min_val, expected, rtol=0, atol=1e-6)
+    assert torch.all((q.scheme.quant_min - q.zero_point) * q.scale < floor)
+
+
+def test_per_channel_state_dict_round_trip_and_shape_checks():
+    pc, _ = _per_channel_and_references()
+    pc.eval()
+    pc.start_calibration()
+    pc(_channel_batches(1)[0])
+    pc.finish_calibration()
+    fresh = ActQuantizer(QScheme(4, per_channel=True, ch_axis=1), num_channels=3)
+    fresh.load_state_dict(pc.state_dict())
+    x = _channel_batches(1, seed=11)[0]
+    fresh.eval()
+    assert torch.equal(fresh(x), pc(x))
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        ActQuantizer(QScheme(4)).load_state_dict(pc.state_dict())
+    # a tensor with another channel count is refused while calibrating, naming the quantizer
+    pc.start_calibration()
+    with pytest.raises(ValueError, match='pc: per-channel ranges for 3 channels'):
+        pc(torch.randn(2, 4, 8, 8))
+    pc.start_calibration()
+    bad = torch.randn(2, 3, 4, 4)
+    bad[1, 2, 0, 0] = float('nan')
+    with pytest.raises(NonFiniteActivationError, match='pc during calibration'):
+        pc(bad)
+    pc._hist = None
+    pc.train()
+    with pytest.raises(NonFiniteActivationError, match='at pc'):
+        pc(bad)
+
+
+def test_batch_range_per_channel_is_batch_range_of_each_channel():
+    from fqn_det.quant import batch_range
+    from fqn_det.quant.observers import batch_range_per_channel
+    x = torch.cat(_channel_batches(2), 0)
+    for stat, gamma in (('minmax', 0.999), ('percentile', 0.99), ('percentile', 1.0)):
+        lo, hi = batch_range_per_channel(x, stat, gamma)
+        for c in range(3):
+            rlo, rhi = batch_range(x[:, c].contiguous(), stat, gamma)
+            assert float(lo[c]) == float(rlo) and float(hi[c]) == float(rhi), (stat, gamma, c)
+    lo, hi = batch_range_per_channel(torch.randn(6, 4), 'minmax', 1.0)  # (N, C) linear outputs
+    assert lo.shape == hi.shape == (4,)
+    bad = x.clone()
+    bad[0, 1, 3, 3] = float('inf')
+    with pytest.raises(NonFiniteActivationError):
+        batch_range_per_channel(bad, 'percentile', 0.99, check_finite=True)
 
 
 def test_act_quantizer_training_iao_init_then_ema():

@@ -82,3 +82,15 @@ def test_fp32_metrics_cached_per_checkpoint_and_validation_set(tmp_path, monkeyp
     (tmp_path / 'eval_fp32' / 'metrics.json').write_text('{not json')  # unreadable cache: evaluate again
     demo.cached_fp32_metrics(tmp_path, ckpt, data, {**opts, 'test_scale': (128, 128)})
     assert len(calls) == 5
+
+
+def test_each_choice_of_extras_picks_an_existing_config():
+    from types import SimpleNamespace
+    demo, seen = _demo(), set()
+    for floor in (False, True):
+        for pc in (False, True):
+            cfg, label = demo.quant_config(SimpleNamespace(score_floor=floor, per_channel_outputs=pc))
+            assert (ROOT / cfg).is_file(), cfg
+            assert ('score floor' in label) == floor and ('per-channel outputs' in label) == pc
+            seen.add(cfg)
+    assert len(seen) == 4 and 'configs/synthetic/retina_r18_tiny_int4.py' in seen

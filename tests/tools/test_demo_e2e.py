@@ -30,15 +30,16 @@ def test_demo_runs_end_to_end_then_from_cache(tmp_path):
         assert 'seed: 801628347' in next((wd / log).glob('*/*.log')).read_text(), log
     fp_mtime = (wd / 'fp32.pth').stat().st_mtime_ns
 
-    second = _demo(wd, '--score-floor')  # the cached FP32 model with the score-floor variant
+    # the cached FP32 model with both extras: score floor, per-channel head outputs (exported too)
+    second = _demo(wd, '--score-floor', '--per-channel-outputs')
     assert 'FP32 RetinaNet: cached' in second and 'training 1 epochs' not in second
     assert 'FP32: metrics of this checkpoint on this validation set, cached' in second
     # step 5 evaluates the QAT model; training does not validate it again
     assert 'Epoch(val)' not in next((wd / 'int4_train').glob('*/*.log')).read_text()
     assert (wd / 'fp32.pth').stat().st_mtime_ns == fp_mtime  # the cached checkpoint is reused, not rewritten
     results = (wd / 'results.md').read_text()
-    for row in ('| FQN W4A4 + score floor (fake-quant) |', '| FQN W4A4 + score floor integer engine |',
-                '| FQN W4A4 + score floor ONNX Runtime |'):
+    label = 'FQN W4A4 + score floor + per-channel outputs'
+    for row in (f'| {label} (fake-quant) |', f'| {label} integer engine |', f'| {label} ONNX Runtime |'):
         assert row in results
-    dumped = next((wd / 'int4_train').glob('*_score_floor.py')).read_text()
-    assert "floor='score_thr'" in dumped and 'bbox_head.retina_cls' in dumped
+    dumped = next((wd / 'int4_train').glob('*_floor_pc.py')).read_text()
+    assert "floor='score_thr'" in dumped and 'bbox_head.retina_cls' in dumped and 'a_per_channel=True' in dumped

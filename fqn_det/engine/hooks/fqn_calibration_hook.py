@@ -69,8 +69,8 @@ class FQNCalibrationHook(Hook):
         calibrate(runner.model, model, runner.train_dataloader, n, gamma, runner.logger)
         assert_ranks_agree(model.detector, 'calibrated activation ranges')  # no-op in one process
         if self.save_ranges and is_main_process():
-            ranges = {name: dict(min=float(q.min_val), max=float(q.max_val), scale=float(q.scale),
-                                 zero_point=int(q.zero_point), bits=q.scheme.bits)
+            ranges = {name: dict(min=q.min_val.tolist(), max=q.max_val.tolist(), scale=q.scale.tolist(),
+                                 zero_point=q.zero_point.tolist(), bits=q.scheme.bits)  # lists when per channel
                       for name, q in iter_act_quantizers(model.detector) if q.initialized}
             with open(osp.join(runner.work_dir, 'calibration_ranges.json'), 'w') as f:
                 json.dump(ranges, f, indent=1)
