@@ -1,6 +1,7 @@
 """Cost of FQN, measured side by side in one run: QAT vs FP iterations, calibration vs eval, memory.
 
     python benchmarks/bench_cost.py --out benchmarks/results/cost_retina_synthetic.md
+    python benchmarks/bench_cost.py --config configs/synthetic/retina_r18_tiny_int4_floor_pc.py  # another recipe
 
 * QAT iteration time / FP iteration time: the same batches, forward + backward +
   optimizer step, the FP detector and its W4A4 FQN counterpart interleaved
@@ -34,6 +35,7 @@ Q_CFG = 'configs/synthetic/retina_r18_tiny_int4.py'
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', default=Q_CFG, help='the W4A4 config whose cost is measured against the FP32 one')
     p.add_argument('--img-size', type=int, default=128)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--repeats', type=int, default=10, help='timed iterations of each kind')
@@ -54,7 +56,7 @@ def setup(args):
     register_all_modules()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    fp_cfg, q_cfg = Config.fromfile(FP_CFG), Config.fromfile(Q_CFG)
+    fp_cfg, q_cfg = Config.fromfile(FP_CFG), Config.fromfile(args.config)
     fp = MODELS.build(fp_cfg.model)
     q = MODELS.build(q_cfg.model)
     batches = [demo_mm_inputs(batch_size=args.batch_size, image_shapes=(3, args.img_size, args.img_size),
@@ -134,7 +136,8 @@ def main():
         cal_t.append(calibration(q, batches))
     mem = {}
     for phase in ('eval', 'calib', 'eval', 'calib'):
-        out = subprocess.run([sys.executable, __file__, '--phase', phase, '--img-size', str(args.img_size),
+        out = subprocess.run([sys.executable, __file__, '--phase', phase, '--config', args.config,
+                              '--img-size', str(args.img_size),
                               '--batch-size', str(args.batch_size), '--threads', str(args.threads)],
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
@@ -164,7 +167,7 @@ def main():
     print(table)
     if args.out:
         write_results(args.out, 'FQN cost, side by side',
-                      [f'small RetinaNet of `{FP_CFG}` vs its FQN W4A4 (`{Q_CFG}`), {args.img_size}px, batch '
+                      [f'small RetinaNet of `{FP_CFG}` vs its FQN W4A4 (`{args.config}`), {args.img_size}px, batch '
                        f'{args.batch_size}, {args.threads} threads, median of {args.repeats} interleaved iterations',
                        'fused CPU kernels (`fqn_det/quant/fused.py`): '
                        + ('built and used' if fused_on else 'not available, PyTorch ops used')],

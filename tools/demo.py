@@ -181,9 +181,14 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
         name = next((n for n in quants if key in n), None)
         if name is not None:
             wanted[name] = quants[name]
+    # per-channel ranges (head outputs): the channel with the widest range, on its own range
+    channel = {n: int((q.max_val - q.min_val).argmax()) for n, q in wanted.items() if q.per_channel}
     seen = {n: [] for n in wanted}
-    hooks = [q.register_forward_pre_hook(lambda mod, a, n=n: seen[n].append(a[0].detach().flatten()))
-             for n, q in wanted.items()]
+
+    def record(n, x):
+        seen[n].append((x.select(1, channel[n]) if n in channel else x).detach().flatten())
+
+    hooks = [q.register_forward_pre_hook(lambda mod, a, n=n: record(n, a[0])) for n, q in wanted.items()]
     loader = Runner.build_dataloader(cfg.val_dataloader)
     try:
         with torch.no_grad():
@@ -201,10 +206,10 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
         if x.numel() > max_values:
             x = x[torch.randperm(x.numel(), generator=g)[:max_values]]
         # the representable range (zero is always on the grid, so it may be wider than min/max)
-        # per-channel ranges (head outputs): the union of the channels' ranges
-        s, z = q.scale.double(), q.zero_point.double()
-        out[n] = (x.numpy().astype(np.float64), float(((q.scheme.quant_min - z) * s).min()),
-                  float(((q.scheme.quant_max - z) * s).max()), q.floor)
+        s, z = float(q.scale.reshape(-1)[channel.get(n, 0)]), int(q.zero_point.reshape(-1)[channel.get(n, 0)])
+        name = f'{n} [channel {channel[n]} of {q.scale.numel()}]' if n in channel else n
+        out[name] = (x.numpy().astype(np.float64), (q.scheme.quant_min - z) * s, (q.scheme.quant_max - z) * s,
+                     q.floor)
     return out
 
 
@@ -241,7 +246,8 @@ def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
               f"quantization and head outputs: {report['non_integer_ops'] or 'none'}.", '',
               '![mAP per variant](plots/map_per_variant.png)', '',
               'Activation histograms (values before quantization on validation images; dashed: the '
-              'calibrated and fine-tuned clip range; dotted: a score-threshold floor):', '', '![activation histograms](plots/activation_histograms.png)',
+              'calibrated and fine-tuned clip range; dotted: a score-threshold floor; a head output with per-channel '
+              'ranges shows its widest channel):', '', '![activation histograms](plots/activation_histograms.png)',
               '', '| step | wall time |', '|---|---|']
     lines += [f'| {k} | {v:.0f}s |' for k, v in timings.items()]
     lines += ['', f'Machine: {platform.processor() or platform.machine()}, {shutil.os.cpu_count()} cores, '

@@ -8,10 +8,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_cost_writes_all_rows(tmp_path):
     out = tmp_path / 'cost.md'
+    cfg = 'configs/synthetic/retina_r18_tiny_int4_floor_pc.py'  # any W4A4 config; this one with per-channel outputs
     subprocess.run([sys.executable, 'benchmarks/bench_cost.py', '--img-size', '64', '--batch-size', '2',
-                    '--repeats', '2', '--threads', '1', '--out', str(out)], cwd=ROOT, check=True,
+                    '--repeats', '2', '--threads', '1', '--config', cfg, '--out', str(out)], cwd=ROOT, check=True,
                    capture_output=True, text=True, timeout=600)
     text = out.read_text()
+    assert f'FQN W4A4 (`{cfg}`)' in text
     assert 'fused CPU kernels (`fqn_det/quant/fused.py`): built and used' in text
     for row in ('| QAT iteration / FP iteration |',
                 '| QAT iteration on PyTorch ops only (`FQN_DET_FUSED=0`) / FP iteration |',
