@@ -14,7 +14,7 @@ from .distributed import reduce_batch_range
 from . import fused
 from .functional import calc_qparams, calc_qparams_scalar, fake_quantize
 from .observers import (NonFiniteActivationError, StreamingHistogram, batch_range, batch_range_per_channel,
-                        channel_rows)
+                        channel_rows, update_per_row)
 from .qscheme import QScheme
 
 
@@ -210,8 +210,7 @@ class ActQuantizer(nn.Module):
         if rows.shape[0] != len(self._hist):
             raise ValueError(f'{self.name or "quantizer"}: per-channel ranges for {len(self._hist)} channels, '
                              f'got a tensor of shape {tuple(x.shape)}')
-        for h, r in zip(self._hist, rows):
-            h.update(r)
+        update_per_row(self._hist, rows)
 
     # -- range -------------------------------------------------------------
     def floored(self, lo, hi):

@@ -213,3 +213,28 @@ def test_batch_range_reads_channels_last_activations_in_place():
     for stat, gamma in (('minmax', 0.999), ('percentile', 0.999), ('percentile', 0.9)):
         ref, got = batch_range(x, stat, gamma), batch_range(nhwc, stat, gamma)
         assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1]), (stat, gamma)  # n < EMA_SAMPLE
+
+
+def test_update_per_row_equals_row_by_row_updates():
+    from fqn_det.quant.observers import update_per_row
+    g = torch.Generator().manual_seed(4)
+    # rows on very different scales (grids), one all zero, one growing on the second batch
+    batches = [torch.randn(4, 3000, generator=g) * torch.tensor([[1e-3], [1.0], [0.0], [50.0]]) for _ in range(2)]
+    batches[1][1] *= 300
+    per_row = [StreamingHistogram(1024) for _ in range(4)]
+    one_by_one = [StreamingHistogram(1024) for _ in range(4)]
+    for rows in batches:
+        update_per_row(per_row, rows)
+        for h, r in zip(one_by_one, rows):
+            h.update(r)
+    for a, b in zip(per_row, one_by_one):
+        assert a.width == b.width and torch.equal(a.counts, b.counts)
+        assert (a.min_seen, a.max_seen) == (b.min_seen, b.max_seen)
+    bad = batches[0].clone()
+    bad[2, 5] = float('nan')
+    with pytest.raises(NonFiniteActivationError):
+        update_per_row(per_row, bad)
+    with pytest.raises(ValueError, match='3 histograms for 4 rows'):
+        update_per_row(per_row[:3], batches[0])
+    with pytest.raises(ValueError, match='same number of bins'):
+        update_per_row([StreamingHistogram(1024), StreamingHistogram(2048)], batches[0][:2])
