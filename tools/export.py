@@ -29,6 +29,8 @@ def main():
     cfg = load_config(args)
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    from fqn_det.export.out_dir import check_out_dir
+    check_out_dir(args.out)  # before any work: a file or a foreign directory is refused
     if cfg.model.get('type') != 'QuantizedDetector':
         raise SystemExit(f'error: {args.config} is not a quantized config (model.type is '
                          f'{cfg.model.get("type")!r}, expected QuantizedDetector)')

@@ -35,6 +35,15 @@ def parse_args():
     return p.parse_args()
 
 
+def is_quantized_checkpoint(path) -> bool:
+    """A QuantizedDetector checkpoint (its keys under ``detector.``, a ``calibrated`` flag)?"""
+    from fqn_det.utils.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+    allow_mmengine_checkpoints()
+    ckpt = load_checkpoint_file(path, 'cpu')
+    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    return 'calibrated' in sd or any(str(k).startswith('detector.') for k in sd)
+
+
 def main():
     args = parse_args()
     from fqn_det.quant.qscheme import MAX_BITS, MIN_BITS
@@ -70,10 +79,11 @@ def main():
     from fqn_det.utils.dataset_check import checked_build_dataloader
     register_all_modules()
     allow_mmengine_checkpoints()
+    if is_quantized_checkpoint(args.checkpoint):  # before its scheme or shapes are compared with the config's
+        raise SystemExit(f'error: tools/ptq.py expects a full-precision checkpoint, got a quantized one: '
+                         f'{args.checkpoint}')
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu')
-    if bool(model.calibrated):
-        raise SystemExit('error: tools/ptq.py expects a full-precision checkpoint, got a quantized one')
     model.eval()
     loader = None
     if args.ranges == 'calibrated' or args.bias_correction == 'empirical':
@@ -85,7 +95,7 @@ def main():
         ranges=args.ranges, run_batches=batch_runner(model, loader, args.num_batches) if loader is not None else None))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = dict(state_dict=model.state_dict(), meta=dict(ptq=report))
+    ckpt = dict(state_dict=model.state_dict(), meta=dict(ptq=report, quant_scheme=model.scheme_record()))
     atomic_write_bytes(out / 'ptq.pth', lambda f: torch.save(ckpt, f))
     cfg.load_from = None
     cfg.dump(str(out / 'config.py'))

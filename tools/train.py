@@ -35,6 +35,8 @@ def main():
             raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
+        from fqn_det.utils.cli import check_resumable
+        check_resumable(cfg.work_dir)
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:

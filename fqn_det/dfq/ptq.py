@@ -22,6 +22,27 @@ BIAS_CORRECTIONS = ('none', 'analytic', 'empirical')
 RANGES = ('data-free', 'calibrated')
 
 
+class BadFloatWeightsError(ValueError):
+    """A float checkpoint with a NaN/inf weight or a negative BatchNorm variance."""
+
+
+def check_float_weights(det: nn.Module) -> None:
+    """Refuse NaN/inf parameters or BN statistics and negative BN variances, naming the tensor.
+
+    QAT meets such weights as NaN activations during calibration; data-free PTQ
+    would quantize them silently into a NaN checkpoint.
+    """
+    for name, t in list(det.named_parameters()) + list(det.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BadFloatWeightsError(f'{name}: {int((~torch.isfinite(t)).sum())} non-finite value(s) '
+                                       'in the float checkpoint')
+    for name, m in det.named_modules():
+        var = getattr(m, 'running_var', None)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and var is not None and bool((var < 0).any()):
+            raise BadFloatWeightsError(f'{name}.running_var: {int((var < 0).sum())} negative BatchNorm '
+                                       'variance(s) in the float checkpoint')
+
+
 def batch_runner(model: nn.Module, loader, num_batches: int, seed: Optional[int] = None) -> Callable[[], int]:
     """A ``run_batches`` for :func:`post_training_quantize`: the first ``num_batches`` of ``loader``.
 
@@ -84,6 +105,7 @@ def post_training_quantize(model: nn.Module, *, equalization: bool = False, abso
     if (ranges == 'calibrated' or bias_correction == 'empirical') and run_batches is None:
         raise DFQError(f'ranges={ranges!r} / bias_correction={bias_correction!r} need data (run_batches)')
     det = model.detector
+    check_float_weights(getattr(model, 'float_detector', det))  # same tensors, the checkpoint's names
     report: dict = {}
     if equalization or absorption:
         rep = apply_dfq(det, equalization=equalization, absorption=absorption)

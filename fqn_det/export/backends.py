@@ -56,25 +56,47 @@ def _load_onnx(path: Path, threads: int):
         raise IntModelFormatError(f'{path}: truncated or corrupt ONNX model ({type(e).__name__}: {e})') from e
 
 
-def load_backend(path, backend: str):
-    """``(backend runner, meta)`` for an exported ``.fqnint`` file or export directory."""
+def exported_files(path, backend: str):
+    """``(integer model file, {stage: ONNX file})`` for what the user named, by its exact name.
+
+    An export directory means its ``model.fqnint`` (and ``model.onnx``); a
+    ``.fqnint`` file is used as named; an ``.onnx`` file is used as named, with the
+    integer model of the same stem beside it (``other.onnx`` -> ``other.fqnint``),
+    else the export's ``model.fqnint``. A missing file is named in the error.
+    """
     path = Path(path)
-    int_file = path / 'model.fqnint' if path.is_dir() else path
-    if backend == 'onnxruntime' and path.suffix == '.onnx':
-        int_file = path.with_name('model.fqnint')
+    if backend not in ('engine', 'onnxruntime'):
+        raise ValueError(f"backend must be 'engine' or 'onnxruntime', got {backend!r}")
+    if path.is_dir():
+        int_file, onnx_file = path / 'model.fqnint', path / 'model.onnx'
+    elif path.suffix == '.onnx':
+        onnx_file = path
+        same_stem = path.with_suffix('.fqnint')
+        int_file = same_stem if same_stem.is_file() else path.with_name('model.fqnint')
+        if not int_file.is_file():
+            raise FileNotFoundError(f'{path}: the integer model file it belongs to (which holds its graph\'s '
+                                    f'scales and decoding settings) was not found: looked for {same_stem} and '
+                                    f'{int_file}')
+    else:
+        int_file, onnx_file = path, path.with_name('model.onnx')
+    if not int_file.is_file():
+        raise FileNotFoundError(f'integer model file not found: {int_file}')
+    if backend == 'onnxruntime' and not onnx_file.is_file():
+        raise FileNotFoundError(f'ONNX model not found: {onnx_file}')
+    return int_file, {'features': onnx_file}
+
+
+def load_backend(path, backend: str):
+    """``(backend runner, meta)`` for an exported ``.fqnint`` / ``.onnx`` file or export directory."""
+    int_file, files = exported_files(path, backend)
     graphs, meta = load_int_model(int_file)
     if backend == 'engine':
         return EngineBackend(graphs), meta
-    if backend == 'onnxruntime':
-        root = int_file.parent
-        files = {'features': root / 'model.onnx'}
-        if 'roi' in graphs:
-            files['roi'] = root / 'roi_head.onnx'
-        for f in files.values():
-            if not f.is_file():
-                raise FileNotFoundError(f'ONNX model not found: {f}')
-        return OnnxBackend(graphs, files), meta
-    raise ValueError(f"backend must be 'engine' or 'onnxruntime', got {backend!r}")
+    if 'roi' in graphs:
+        files['roi'] = files['features'].with_name('roi_head.onnx')
+        if not files['roi'].is_file():
+            raise FileNotFoundError(f'ONNX model of the RoI head not found: {files["roi"]}')
+    return OnnxBackend(graphs, files), meta
 
 
-__all__: List[str] = ['EngineBackend', 'OnnxBackend', 'load_backend']
+__all__: List[str] = ['EngineBackend', 'OnnxBackend', 'exported_files', 'load_backend']

@@ -1,16 +1,14 @@
 """Export a calibrated, fine-tuned QuantizedDetector: integer file, ONNX, report.
 
 Everything is written into a temporary sibling directory that is renamed to
-the output directory only when every file is complete.
+the output directory only when every file is complete; the output directory
+must be new, empty or a previous export (:mod:`.out_dir`).
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any, Dict
 
 import torch
@@ -20,6 +18,7 @@ from .detectors import build_graphs
 from .graph import IntGraph
 from .int_model import save_int_model
 from .onnx_writer import to_onnx
+from .out_dir import EXPORT_MARK, check_out_dir, install_export, staging_dir
 from .roi_align import WEIGHT_BITS, roi_meta
 
 INT_FILE, ONNX_FILE, ROI_ONNX_FILE = 'model.fqnint', 'model.onnx', 'roi_head.onnx'
@@ -49,12 +48,14 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
     Args:
         model: The QuantizedDetector, weights and ranges loaded.
         detector_cfg (dict): The float detector's mmdet config (for decoding/NMS).
-        out_dir: Output directory (replaced only when the export succeeds).
+        out_dir: Output directory: new, empty or a previous export (replaced only when the
+            export succeeds); anything else is refused before the work.
         onnx (bool): Also write the ONNX model(s).
 
     Returns:
         dict: The report (also written as ``report.json`` and ``report.md``).
     """
+    out_dir = check_out_dir(out_dir)
     if not bool(model.calibrated):
         raise NotCalibratedError('the model was never calibrated: export a checkpoint written after FQN '
                                  'calibration / fine-tuning (or by tools/ptq.py)')
@@ -64,14 +65,8 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
     meta: Dict[str, Any] = dict(detector=_plain(detector_cfg), two_stage='roi' in graphs)
     if 'roi' in graphs:
         meta['roi_align'] = dict(roi_meta(model.detector.roi_head.bbox_roi_extractor), weight_bits=WEIGHT_BITS)
-    out_dir = Path(out_dir)
-    old = out_dir.with_name(f'.{out_dir.name}.old')
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
+    tmp = staging_dir(out_dir)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp creates it 0o700; an export is like any new directory
         int_bytes = save_int_model(tmp / INT_FILE, graphs, meta)
         files = {INT_FILE: int_bytes}
         if onnx:
@@ -84,15 +79,9 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         report = make_report(graphs, files, fp32_checkpoint_bytes(model), meta)
         (tmp / 'report.json').write_text(json.dumps(report, indent=1))
         (tmp / 'report.md').write_text(report_markdown(report))
-        if out_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        install_export(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not out_dir.exists() and old.exists():
-            old.rename(out_dir)  # put the previous export back
         raise
     return report
 
@@ -105,7 +94,7 @@ def make_report(graphs: Dict[str, IntGraph], files: Dict[str, int], fp32_bytes: 
     if meta.get('two_stage'):
         notes.append('RoIAlign: integer features and fixed-point accumulation; sample positions and bilinear '
                      f'weights come from the float proposal boxes (weights rounded to 2^-{WEIGHT_BITS})')
-    return dict(layers=len(layers), per_layer=layers, files=files, fp32_checkpoint_bytes=fp32_bytes,
+    return dict(written_by=EXPORT_MARK, layers=len(layers), per_layer=layers, files=files, fp32_checkpoint_bytes=fp32_bytes,
                 int_to_fp32_ratio=files['model.fqnint'] / fp32_bytes, non_integer_ops=non_int, notes=notes,
                 nodes={stage: len(g.nodes) for stage, g in graphs.items()})
 

@@ -6,7 +6,10 @@ as ``value - qmin``); biases are int32; requantization multipliers are int32
 quantization (input quantization and output dequantization included), the
 detector config used for box decoding and NMS, and the format version.
 Files are written to a temporary sibling and renamed, so a failure never
-leaves a partial file.
+leaves a partial file; members are stored uncompressed with fixed timestamps,
+so the same model gives the same bytes. Reading bounds every member by the
+file's own size (and the header by :data:`MAX_HEADER_BYTES`) and checks each
+array's declared size against its bytes before allocating it.
 """
 from __future__ import annotations
 
@@ -69,6 +72,57 @@ def _compact(k: str, a: np.ndarray) -> np.ndarray:
     return c
 
 
+#: upper bound of ``header.json`` (graphs and detector config; a few MB for a ResNet-50 detector)
+MAX_HEADER_BYTES = 64 * 2 ** 20
+#: fixed member timestamp: the same model gives the same file bytes
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip_member(name: str) -> zipfile.ZipInfo:
+    """A stored member with fixed timestamp and permissions (reproducible file bytes)."""
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _read_member(z: zipfile.ZipFile, name: str, path: Path, limit: int) -> bytes:
+    """Member ``name``, refused before reading if it is compressed or declares more than ``limit`` bytes.
+
+    This format stores members uncompressed, so a member can never be larger than
+    the file itself: a deflated "zip bomb" member is a crafted file.
+    """
+    info = z.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise IntModelFormatError(f'{path}: member {name} is compressed; this format stores members '
+                                  'uncompressed (crafted or foreign file)')
+    if info.file_size > limit:
+        raise IntModelFormatError(f'{path}: member {name} declares {info.file_size} bytes, more than the '
+                                  f'{limit} it may hold (crafted or corrupt file)')
+    with z.open(info) as f:
+        return f.read(limit + 1)
+
+
+def _load_npy(data: bytes, name: str, path: Path) -> np.ndarray:
+    """An ``.npy`` member whose declared shape and dtype must match the bytes it holds."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f'.npy format version {version} is not one this format writes')
+        shape, fortran, dtype = read_header(f)
+    except ValueError as e:
+        raise IntModelFormatError(f'{path}: member {name} is not a valid .npy array ({e})') from e
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if dtype.hasobject or expected != len(data) - f.tell():
+        raise IntModelFormatError(f'{path}: member {name} declares a {"x".join(map(str, shape))} {dtype} array '
+                                  f'({expected} bytes) but holds {len(data) - f.tell()} bytes (crafted or '
+                                  'corrupt file)')
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
 def save_int_model(path, graphs: Dict[str, IntGraph], meta: Dict[str, Any]) -> int:
     """Write graphs + meta to ``path`` atomically; returns the file size in bytes.
 
@@ -104,9 +158,9 @@ def save_int_model(path, graphs: Dict[str, IntGraph], meta: Dict[str, Any]) -> i
 
     def write(f):
         with zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as z:
-            z.writestr('header.json', json.dumps(header))
+            z.writestr(_zip_member('header.json'), json.dumps(header))
             for k, a in arrays.items():
-                z.writestr(k + '.npy', _npy(a))
+                z.writestr(_zip_member(k + '.npy'), _npy(a))
 
     atomic_write_bytes(Path(path), write)
     return Path(path).stat().st_size
@@ -123,8 +177,9 @@ def load_int_model(path) -> Tuple[Dict[str, IntGraph], Dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f'integer model not found: {path}')
     try:
+        size = path.stat().st_size
         with zipfile.ZipFile(path) as z:
-            header = json.loads(z.read('header.json'))
+            header = json.loads(_read_member(z, 'header.json', path, min(MAX_HEADER_BYTES, size)))
             if header.get('format') != FORMAT:
                 raise IntModelFormatError(f'{path}: not an fqn_det integer model')
             if header.get('version') != VERSION:
@@ -137,7 +192,8 @@ def load_int_model(path) -> Tuple[Dict[str, IntGraph], Dict[str, Any]]:
                 for nd in gd['nodes']:
                     params = {}
                     for k, spec in nd['params'].items():
-                        a = np.load(io.BytesIO(z.read(spec['key'] + '.npy')), allow_pickle=False)
+                        member = spec['key'] + '.npy'
+                        a = _load_npy(_read_member(z, member, path, size), member, path)
                         if spec.get('packed') == 'nibbles':
                             count = int(np.prod(spec['shape']))
                             a = unpack_nibbles(a, spec['qmin'], count).reshape(spec['shape'])

@@ -18,6 +18,19 @@ from ..export.backends import load_backend
 from ..export.roi_align import integer_roi_align
 
 
+class DetectorKindMismatchError(ValueError):
+    """An exported model evaluated with the config of another kind of detector."""
+
+
+def check_detector_kind(model_file, meta: dict, config_detector: Optional[str]) -> None:
+    """The exported detector's type must be the config's (its test_cfg and heads are used for decoding)."""
+    exported = (meta.get('detector') or {}).get('type')
+    if config_detector is not None and exported != config_detector:
+        raise DetectorKindMismatchError(
+            f'{model_file} was exported from a {exported} but the config describes a {config_detector}: '
+            'evaluate it with the config it was exported with')
+
+
 @MODELS.register_module()
 class IntegerDetector(BaseModel):
     """An exported fqn_det model behind mmdet's ``predict`` interface.
@@ -26,11 +39,14 @@ class IntegerDetector(BaseModel):
         model_file (str): ``.fqnint`` file, its export directory, or ``model.onnx``.
         backend (str): ``'engine'`` (integer engine) or ``'onnxruntime'``.
         test_cfg (dict, optional): Decoding/NMS settings replacing the exported ones.
+        config_detector (str, optional): The detector type of the running config; an
+            exported model of another kind is refused.
     """
 
     def __init__(self, model_file: str, backend: str = 'engine', test_cfg: Optional[dict] = None,
-                 init_cfg=None) -> None:
+                 init_cfg=None, config_detector: Optional[str] = None) -> None:
         runner, meta = load_backend(model_file, backend)
+        check_detector_kind(model_file, meta, config_detector)
         det_cfg = ConfigDict(meta['detector'])
         if test_cfg is not None:  # post-processing from the running config (e.g. --cfg-options)
             det_cfg.test_cfg = ConfigDict(test_cfg)

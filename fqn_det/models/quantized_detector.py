@@ -25,6 +25,7 @@ from torch import Tensor
 from ..convert import iter_quantizers, quantize_detector
 from ..quant import QuantConfig
 from ..utils.checkpoint import allow_mmengine_checkpoints
+from . import quant_scheme
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -59,6 +60,8 @@ class QuantizedDetector(BaseModel):
         # float checkpoint keys; it shares all tensors with ``self.detector``.
         self.__dict__['float_detector'] = float_det
         self.register_buffer('calibrated', torch.tensor(0, dtype=torch.uint8))
+        # bits, symmetry, granularity and overrides, checked when a quantized checkpoint loads
+        self.register_buffer(quant_scheme.BUFFER, quant_scheme.encode(self.scheme_record()))
 
     # -- mmengine model API ------------------------------------------------
     def forward(self, inputs: Tensor, data_samples: Optional[List[DetDataSample]] = None,
@@ -75,6 +78,10 @@ class QuantizedDetector(BaseModel):
 
     def quantizers(self):
         return iter_quantizers(self.detector)
+
+    def scheme_record(self) -> dict:
+        """This model's quantization scheme (also ``meta['quant_scheme']`` of its checkpoints)."""
+        return quant_scheme.scheme_record(self.quant_config, self.detector)
 
     # -- checkpoints -------------------------------------------------------
     def float_to_quant_keys(self) -> Dict[str, str]:
@@ -102,6 +109,7 @@ class QuantizedDetector(BaseModel):
             for k, t in own.items():
                 state_dict.setdefault(prefix + k, t.detach())
         else:
+            self._check_scheme(state_dict, prefix)
             missing = set(own) - given
             unexpected = given - set(own)
             self._raise_mismatch('quantized model', missing, unexpected)
@@ -114,6 +122,15 @@ class QuantizedDetector(BaseModel):
                 f'({type(self.float_detector).__name__}); shape mismatch: {_keys_summary(bad, 4)}')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+
+    def _check_scheme(self, state_dict, prefix: str) -> None:
+        """Refuse a quantized checkpoint of another scheme (before any shape check names a symptom)."""
+        key = prefix + quant_scheme.BUFFER
+        own = getattr(self, quant_scheme.BUFFER)
+        if key in state_dict:
+            quant_scheme.check_same_scheme(quant_scheme.decode(state_dict[key]), self.scheme_record())
+        quant_scheme.check_zero_points(state_dict, prefix + 'detector.', self.detector)
+        state_dict[key] = own.detach().clone()  # a checkpoint written before the record existed
 
     def _raise_mismatch(self, kind: str, missing, unexpected) -> None:
         if not missing and not unexpected:

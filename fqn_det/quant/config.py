@@ -171,8 +171,16 @@ class QuantConfig:
                              'batch-statistics folding (freeze_bn=False) would undo the equalization')
         if self.ema_stat not in EMA_STATS:
             raise ValueError(f'quant_cfg.ema.stat must be one of {EMA_STATS}, got {self.ema_stat!r}')
+        if isinstance(self.overrides, (list, tuple)) and self.overrides and \
+                all(isinstance(o, str) for o in self.overrides):
+            # mmengine's --cfg-options (DictAction) splits a value at commas into a list:
+            # 'p:w_bits=8,a_bits=8' arrives as ['p:w_bits=8', 'a_bits=8']; join it back
+            self.overrides = ','.join(self.overrides)
         if isinstance(self.overrides, str):
             self.overrides = parse_overrides(self.overrides)
+        if isinstance(self.overrides, (list, tuple)) and any(isinstance(o, str) for o in self.overrides):
+            raise ValueError(f'quant_cfg.overrides mixes dicts and strings ({list(self.overrides)!r}); give '
+                             'a list of dicts, or one string "pattern:key=value,key=value;pattern2:..."')
         if not isinstance(self.overrides, (list, tuple)):
             raise ValueError(f'quant_cfg.overrides must be a list of dicts, got {type(self.overrides).__name__}')
         for i, ov in enumerate(self.overrides):

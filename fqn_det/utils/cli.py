@@ -65,6 +65,27 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def check_resumable(work_dir: str) -> None:
+    """``--resume`` without a path: the work dir must name an existing checkpoint.
+
+    mmengine only logs "Did not find last_checkpoint" and trains from the
+    config's initial weights (random ones for a quantized config, which has no
+    ``load_from`` then), so an interrupted run that wrote no checkpoint yet
+    must be an error.
+    """
+    last = osp.join(work_dir, 'last_checkpoint')
+    ckpt = None
+    if osp.isfile(last):
+        with open(last) as f:
+            ckpt = f.read().strip()
+        if ckpt and osp.isfile(ckpt):
+            return
+    found = f'{last} names {ckpt!r}, which does not exist' if ckpt is not None else f'{last} does not exist'
+    raise SystemExit(f'error: --resume: nothing to resume in {work_dir} ({found}). To start this run, drop '
+                     '--resume (a quantized config needs --cfg-options load_from=FP32_CHECKPOINT), or '
+                     'resume from a checkpoint file: --resume PATH')
+
+
 def build_runner(cfg: Config):
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
@@ -93,5 +114,6 @@ def use_exported_model(cfg: Config, path) -> None:
     from pathlib import Path
     backend = 'onnxruntime' if Path(path).suffix == '.onnx' else 'engine'
     det = cfg.model.get('detector', cfg.model)
-    cfg.model = dict(type='IntegerDetector', model_file=str(path), backend=backend, test_cfg=det.get('test_cfg'))
+    cfg.model = dict(type='IntegerDetector', model_file=str(path), backend=backend, test_cfg=det.get('test_cfg'),
+                     config_detector=det.get('type'))
     cfg.load_from = None

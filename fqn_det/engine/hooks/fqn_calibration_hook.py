@@ -18,6 +18,7 @@ from ...nn import refresh_weight_qparams
 from ...quant import iter_act_quantizers, start_calibration
 from ...quant.distributed import assert_ranks_agree
 from ...quant.calibration import abort_calibration, finish_calibration
+from ...utils.atomic import atomic_write_bytes
 from ...utils.partial_epoch import release_partial_epoch
 
 
@@ -36,7 +37,8 @@ class FQNCalibrationHook(Hook):
             ``quant_cfg.calib.num_batches`` (20).
         gamma (float, optional): One percentile for every quantizer; by default each
             uses its own (``quant_cfg.calib.gamma``, or a per-module ``gamma`` override).
-        save_ranges (bool): Write ``calibration_ranges.json`` to the work dir.
+        save_ranges (bool): Write ``calibration_ranges.json`` to the work dir (atomically,
+            with the first checkpoint).
     """
 
     priority = 'ABOVE_NORMAL'
@@ -69,12 +71,10 @@ class FQNCalibrationHook(Hook):
         calibrate(runner.model, model, runner.train_dataloader, n, gamma, runner.logger)
         assert_ranks_agree(model.detector, 'calibrated activation ranges')  # no-op in one process
         if self.save_ranges and is_main_process():
-            ranges = {name: dict(min=q.min_val.tolist(), max=q.max_val.tolist(), scale=q.scale.tolist(),
-                                 zero_point=q.zero_point.tolist(), bits=q.scheme.bits)  # lists when per channel
-                      for name, q in iter_act_quantizers(model.detector) if q.initialized}
-            with open(osp.join(runner.work_dir, 'calibration_ranges.json'), 'w') as f:
-                json.dump(ranges, f, indent=1)
-
+            # written with the first checkpoint (atomically): a run that fails before it leaves none
+            self._ranges = {name: dict(min=q.min_val.tolist(), max=q.max_val.tolist(), scale=q.scale.tolist(),
+                                       zero_point=q.zero_point.tolist(), bits=q.scheme.bits)  # lists per channel
+                            for name, q in iter_act_quantizers(model.detector) if q.initialized}
 
     def after_train_epoch(self, runner) -> None:
         """Distributed runs: every rank must hold the same ranges before the epoch's checkpoint.
@@ -93,6 +93,12 @@ class FQNCalibrationHook(Hook):
         Rank 0 only (mmengine saves there); no collective here.
         """
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if hasattr(model, 'scheme_record'):
+            checkpoint.setdefault('meta', {})['quant_scheme'] = model.scheme_record()
+        ranges, self._ranges = getattr(self, '_ranges', None), None
+        if ranges is not None:
+            text = json.dumps(ranges, indent=1).encode()
+            atomic_write_bytes(osp.join(runner.work_dir, 'calibration_ranges.json'), lambda f: f.write(text))
         if hasattr(model, 'detector') and refresh_weight_qparams(model.detector):
             sd = checkpoint['state_dict']
             for k, v in model.state_dict().items():

@@ -24,7 +24,8 @@ def test_calibrates_to_percentiles_of_all_batches(tmp_path):
     seen = []
     q_in = model.detector.backbone.input_quant
     handle = q_in.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().clone()))
-    FQNCalibrationHook().before_train(_runner(model, batches, tmp_path))
+    hook, runner = FQNCalibrationHook(), _runner(model, batches, tmp_path)
+    hook.before_train(runner)
     handle.remove()
     assert len(seen) == 3  # n batches, not the whole loader
     allx = torch.cat([s.flatten() for s in seen]).numpy()
@@ -33,8 +34,14 @@ def test_calibrates_to_percentiles_of_all_batches(tmp_path):
     assert abs(float(q_in.max_val) - np.quantile(allx, 0.99)) <= 2 * width
     assert bool(model.calibrated) and model.training  # back in training mode
     assert all(bool(q.initialized) and not q.calibrating for _, q in model.quantizers())
+    # the ranges file is written with the first checkpoint (a run failing before it leaves none)
+    assert not (tmp_path / 'calibration_ranges.json').exists()
+    ckpt = dict(state_dict=model.state_dict(), meta={})
+    hook.before_save_checkpoint(runner, ckpt)
     ranges = json.loads((tmp_path / 'calibration_ranges.json').read_text())
     assert 'backbone.input_quant' in ranges and len(ranges) == len(list(model.quantizers()))
+    assert ckpt['meta']['quant_scheme'] == model.scheme_record()
+    assert [p.name for p in tmp_path.iterdir()] == ['calibration_ranges.json']  # no temporary file left
 
 
 def test_fewer_batches_than_n_warns_and_uses_them(tmp_path):
