@@ -21,6 +21,7 @@ import torch
 
 from ..nn import QAdd, QConv2d, QLinear, QMaxPool2d, QUpsampleNearest
 from ..quant import ActQuantizer, NotCalibratedError, quantize
+from ..quant.functional import bias_levels
 from .fixed_point import quantize_multiplier
 from .graph import IntGraph, Node, TensorQ
 
@@ -117,7 +118,8 @@ class GraphBuilder:
         z_w = np.broadcast_to(z_w, (cout,)).copy()
         acc_scale = tx.scale * s_w
         bias = np.zeros(cout) if b is None else b.detach().double().numpy()
-        bias_q = np.round(bias / acc_scale).astype(np.int64)
+        bias_q = bias_levels(torch.from_numpy(bias), torch.tensor(tx.scale, dtype=torch.float64),
+                             torch.from_numpy(s_w)).numpy().astype(np.int64)  # as the fake-quant layers
         centered = np.abs(qw - z_w.reshape(-1, *([1] * (qw.ndim - 1)))).reshape(cout, -1).sum(1)
         bound = int((centered * tx.max_abs_centered + np.abs(bias_q)).max())
         if bound >= 2 ** 31:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..quant import ActQuantizer, WeightQuantizer
+from ..quant.functional import bias_levels
 
 
 def _bn_scale(bn: _BatchNorm, var: Tensor) -> Tensor:
@@ -42,19 +43,22 @@ def fold_bn(weight: Tensor, bias: Optional[Tensor], bn: _BatchNorm,
     return weight * g.reshape(-1, *([1] * (weight.dim() - 1))), b
 
 
-def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer
-                  ) -> Optional[Tensor]:
+def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer,
+                  dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:
     """Round ``b`` to the int32 grid ``s_in * s_w`` integer inference uses (STE gradient).
 
     ``in_quants[site]`` is the quantizer that produced this layer's input at that
     call site (set by :func:`fqn_det.export.detectors.link_input_quantizers`).
+    The levels come from :func:`fqn_det.quant.functional.bias_levels` (as in the
+    export); the result is in ``dtype`` (the layer input's; default ``b``'s).
     """
     q_in = in_quants[site] if site < len(in_quants) else None
     if b is None or q_in is None or not bool(q_in.initialized) or not bool(w_quant.fake_quant_enabled) \
             or not bool(q_in.fake_quant_enabled) or q_in.calibrating:
-        return b
-    step = (q_in.scale * w_quant.scale).to(b.dtype)
-    return b + (torch.round(b / step) * step - b).detach()
+        return b if b is None or dtype is None else b.to(dtype)
+    b = b if dtype is None else b.to(dtype)
+    step = q_in.scale.double() * w_quant.scale.double()
+    return b + (bias_levels(b, q_in.scale, w_quant.scale).mul_(step).to(b.dtype) - b).detach()
 
 
 class QConv2d(nn.Module):
@@ -108,7 +112,8 @@ class QConv2d(nn.Module):
 
     def _conv(self, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
         c = self.conv
-        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+        w = w.to(x.dtype)  # float64 activations at inference (EVAL_DTYPE)
+        return F.conv2d(x, w, None if b is None else b.to(x.dtype), c.stride, c.padding, c.dilation, c.groups)
 
     def _batch_stat_weight_bias(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         # IAO: batch statistics of the float conv output, folded, running stats updated.
@@ -140,7 +145,7 @@ class QConv2d(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq, b = self._quantized_weight_bias(x)
-        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant))
+        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant, x.dtype))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
@@ -191,7 +196,7 @@ class QLinear(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq = self.w_quant(self.linear.weight)
-        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant))
+        y = F.linear(x, wq.to(x.dtype), quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant, x.dtype))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)

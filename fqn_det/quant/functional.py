@@ -93,10 +93,21 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax:
 
 def quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
              axis: int | None = None) -> Tensor:
-    """Integer levels ``clamp(round(x / scale + zero_point), qmin, qmax)`` (int32)."""
+    """Integer levels ``clamp(round(x / scale + zero_point), qmin, qmax)`` (int32), in ``x``'s dtype."""
     s = _broadcast(scale.to(x.dtype), x, axis)
     zp = _broadcast(zero_point.to(x.dtype), x, axis)
     return torch.round(x / s + zp).clamp_(qmin, qmax).to(torch.int32)
+
+
+def bias_levels(bias: Tensor, in_scale: Tensor, w_scale: Tensor) -> Tensor:
+    """Integer levels ``round(b / (s_in * s_w))`` of a bias on its accumulator grid, in float64.
+
+    The one implementation of bias rounding: the fake-quantized layers and the
+    integer export both call it, so a bias never rounds differently in the two
+    (float32 ``b / step`` would, near ties). Returns float64 integers.
+    """
+    step = in_scale.detach().double() * w_scale.detach().double()
+    return torch.round(bias.detach().double() / step)
 
 
 def calc_qparams(min_val: Tensor, max_val: Tensor, scheme: QScheme) -> Tuple[Tensor, Tensor]:
