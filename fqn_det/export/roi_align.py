@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .fixed_point import quantize_multiplier
@@ -57,6 +58,13 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
                       aligned: bool = True, finest_scale: int = 56) -> Tensor:
     """Integer RoI features ``(num_rois, C, out_h, out_w)`` (int64 levels of ``out_q``).
 
+    All RoIs of a level are one batched computation: every output bin is a
+    bag of (sample, corner) entries whose integer weights multiply rows of the
+    level's ``(N*H*W, C)`` feature table, summed by ``embedding_bag`` in
+    float64 (integer products and sums below 2^53: exact). RoIs with fewer
+    samples than the level's largest grid get zero-weight padding entries;
+    very large batches are split into chunks of at most :data:`CHUNK_ENTRIES`.
+
     Args:
         feats: int64 feature maps per level ``(N, C, H, W)``.
         feat_q: Their quantization.
@@ -81,34 +89,56 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
         m0, shift = quantize_multiplier(tq.scale / out_q.scale)
         m0, n = int(m0[0]), 31 + int(shift[0]) + WEIGHT_BITS
         fc = f - tq.zero_point  # centred integers
-        for r in idx.tolist():
-            out[r] = out_q.zero_point + _roi(fc, rois[r], 1.0 / stride, out_h, out_w, sampling_ratio,
-                                             aligned, m0, n)
+        table = fc.permute(0, 2, 3, 1).reshape(-1, c).double()  # one row per (image, y, x)
+        x1, y1, bh, bw, gh, gw = _sample_grid(rois[idx], 1.0 / stride, out_h, out_w, sampling_ratio, aligned)
+        per_roi = out_h * out_w * 4 * max(int(gh.max()), 1) * max(int(gw.max()), 1)
+        step = max(1, CHUNK_ENTRIES // per_roi)
+        for s in range(0, idx.numel(), step):  # chunks of RoIs, not one RoI at a time
+            sl = slice(s, s + step)
+            acc = _level_acc(table, fc.shape, rois[idx[sl], 0].long(), x1[sl], y1[sl], bh[sl], bw[sl], gh[sl],
+                             gw[sl], out_h, out_w)
+            count = (gh[sl] * gw[sl]).clamp(min=1)
+            den = (1 << n) * count if n < 62 else torch.full_like(count, 1 << 62)
+            out[idx[sl]] = out_q.zero_point + _round_div(acc * m0, den.reshape(-1, 1, 1, 1))
     return out.clamp_(out_q.qmin, out_q.qmax)
 
 
-def _roi(fc: Tensor, roi: Tensor, scale: float, out_h: int, out_w: int, sampling_ratio: int,
-         aligned: bool, m0: int, n: int) -> Tensor:
-    _, c, h, w = fc.shape
-    x1, y1, bh, bw, gh, gw = _sample_grid(roi[None], scale, out_h, out_w, sampling_ratio, aligned)
-    gh, gw = int(gh), int(gw)
-    count = max(gh * gw, 1)
-    iy = (torch.arange(gh, dtype=torch.float64) + 0.5) / max(gh, 1)
-    ix = (torch.arange(gw, dtype=torch.float64) + 0.5) / max(gw, 1)
-    ys = float(y1) + (torch.arange(out_h, dtype=torch.float64)[:, None] + iy[None]) * float(bh)  # (out_h, gh)
-    xs = float(x1) + (torch.arange(out_w, dtype=torch.float64)[:, None] + ix[None]) * float(bw)  # (out_w, gw)
-    ylo, yhi, wy0, wy1, vy = _axis(ys.reshape(-1), h)
-    xlo, xhi, wx0, wx1, vx = _axis(xs.reshape(-1), w)
-    img = fc[int(roi[0])]  # (C, H, W) int64
-    acc = torch.zeros(c, ylo.numel(), xlo.numel(), dtype=torch.int64)
-    for yi, wy in ((ylo, wy0), (yhi, wy1)):
-        for xi, wx in ((xlo, wx0), (xhi, wx1)):
-            wgt = torch.round(wy[:, None] * wx[None, :] * (1 << WEIGHT_BITS)).long()
-            wgt = wgt * (vy[:, None] & vx[None, :])
-            acc += img[:, yi][:, :, xi] * wgt[None]
-    acc = acc.reshape(c, out_h, gh, out_w, gw).sum((2, 4))
-    den = torch.tensor((1 << n) * count if n < 62 else 1 << 62, dtype=torch.int64)
-    return _round_div(acc * m0, den)
+#: Largest number of (RoI, bin, sample, corner) entries handled at once (memory bound).
+CHUNK_ENTRIES = 1 << 23
+
+
+def _level_acc(table: Tensor, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor, gh: Tensor,
+               gw: Tensor, out_h: int, out_w: int) -> Tensor:
+    """``acc[r, c, ph, pw] = sum_samples sum_4 W * (q - z)`` (int64) for RoIs sharing one level."""
+    _, c, h, w = fshape
+    r = x1.shape[0]
+    g_h, g_w = max(int(gh.max()), 1), max(int(gw.max()), 1)
+    ys, vsy = _positions(y1, bh, gh, out_h, g_h)  # (R, out_h, G_h)
+    xs, vsx = _positions(x1, bw, gw, out_w, g_w)
+    ylo, yhi, wy0, wy1, vy = _axis(ys, h)
+    xlo, xhi, wx0, wx1, vx = _axis(xs, w)
+    # entries (R, out_h, out_w, G_h, G_w, corner_y, corner_x)
+    yi = torch.stack([ylo, yhi], -1)[:, :, None, :, None, :, None]
+    wy = torch.stack([wy0, wy1], -1)[:, :, None, :, None, :, None]
+    xi = torch.stack([xlo, xhi], -1)[:, None, :, None, :, None, :]
+    wx = torch.stack([wx0, wx1], -1)[:, None, :, None, :, None, :]
+    valid = ((vy & vsy)[:, :, None, :, None, None, None] & (vx & vsx)[:, None, :, None, :, None, None])
+    wgt = torch.round(wy * wx * (1 << WEIGHT_BITS)).long() * valid
+    rows = (batch.reshape(-1, 1, 1, 1, 1, 1, 1) * h + yi) * w + xi
+    shape = (r * out_h * out_w, g_h * g_w * 4)
+    acc = F.embedding_bag(rows.expand(wgt.shape).reshape(shape), table, mode='sum',
+                          per_sample_weights=wgt.reshape(shape).double())
+    return acc.reshape(r, out_h, out_w, c).permute(0, 3, 1, 2).round().long()
+
+
+def _positions(start: Tensor, bin_size: Tensor, grid: Tensor, out: int, g_max: int):
+    """Sample coordinates ``(R, out, g_max)`` along one axis (as mmcv) and which of them exist."""
+    i = torch.arange(g_max, dtype=torch.float64)
+    frac = (i[None] + 0.5) / grid.clamp(min=1)[:, None].double()  # (R, g_max)
+    pos = start.double()[:, None, None] + (torch.arange(out, dtype=torch.float64)[None, :, None]
+                                           + frac[:, None, :]) * bin_size.double()[:, None, None]
+    exists = (torch.arange(g_max)[None] < grid[:, None])[:, None, :].expand(pos.shape)
+    return pos, exists
 
 
 def _axis(v: Tensor, size: int):
