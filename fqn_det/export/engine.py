@@ -173,23 +173,20 @@ def _check_samples(node: Node, xi: Tensor, w: Tensor, acc: Tensor) -> None:
     if node.op == 'linear':
         r, c = flat // acc.shape[1], flat % acc.shape[1]
         exact = (xi[r] * w[c]).sum(1)
+        got = acc[r, c]
     else:
         a = node.attrs
         (sh, sw), (ph, pw), (dh, dw), groups = a['stride'], a['padding'], a['dilation'], a['groups']
         n_, co, oh, ow = acc.shape
         b, c, y, x = (flat // (co * oh * ow), flat // (oh * ow) % co, flat // ow % oh, flat % ow)
         xp = F.pad(xi, (pw, pw, ph, ph))  # zero padding of centred integers (= padding q with z_x)
-        kh, kw = w.shape[2:]
-        cin_g = w.shape[1]
-        exact = []
-        for i in range(CHECK_SAMPLES):
-            g0 = int(c[i]) // (co // groups) * cin_g
-            patch = xp[b[i], g0:g0 + cin_g, int(y[i]) * sh:int(y[i]) * sh + (kh - 1) * dh + 1:dh,
-                       int(x[i]) * sw:int(x[i]) * sw + (kw - 1) * dw + 1:dw]
-            exact.append((patch * w[c[i]]).sum())
-        exact = torch.stack(exact)
-        r = flat
-    got = acc.reshape(-1)[flat] if node.op == 'conv' else acc[r, c]
+        cin_g, kh, kw = w.shape[1:]
+        ci = (c // (co // groups) * cin_g)[:, None] + torch.arange(cin_g)[None]  # (S, cin_g) input channels
+        ky = y[:, None] * sh + torch.arange(kh)[None] * dh  # (S, kh)
+        kx = x[:, None] * sw + torch.arange(kw)[None] * dw
+        patch = xp[b[:, None, None, None], ci[:, :, None, None], ky[:, None, :, None], kx[:, None, None, :]]
+        exact = (patch * w[c]).sum((1, 2, 3))
+        got = acc.reshape(-1)[flat]
     if not torch.equal(got, exact):
         raise InexactAccumulatorError(f'{node.name}: the float kernel differs from the int64 accumulator at '
                                       f'{int((got != exact).sum())} of {CHECK_SAMPLES} sampled outputs')

@@ -60,10 +60,11 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
 
     All RoIs of a level are one batched computation: every output bin is a
     bag of (sample, corner) entries whose integer weights multiply rows of the
-    level's ``(N*H*W, C)`` feature table, summed by ``embedding_bag`` in
-    float64 (integer products and sums below 2^53: exact). RoIs with fewer
-    samples than the level's largest grid get zero-weight padding entries;
-    very large batches are split into chunks of at most :data:`CHUNK_ENTRIES`.
+    level's ``(N*H*W, C)`` feature table, summed by ``embedding_bag`` over the
+    entries with non-zero weight, in float32 where the bins' bound
+    ``sum(weights) * max|q - z|`` is below 2^24 and in float64 otherwise (integer
+    products and sums below those limits are exact). The RoIs of a level are
+    sorted by sampling-grid size and taken :data:`CHUNK_ROIS` at a time.
 
     Args:
         feats: int64 feature maps per level ``(N, C, H, W)``.
@@ -88,26 +89,28 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
             continue
         m0, shift = quantize_multiplier(tq.scale / out_q.scale)
         m0, n = int(m0[0]), 31 + int(shift[0]) + WEIGHT_BITS
-        fc = f - tq.zero_point  # centred integers
-        table = fc.permute(0, 2, 3, 1).reshape(-1, c).double()  # one row per (image, y, x)
+        # one row per (image, y, x) of centred integers; float32 / float64 hold them exactly
+        max_abs = tq.max_abs_centered
+        table = f.permute(0, 2, 3, 1).reshape(-1, c).to(torch.float32 if max_abs < 2 ** 24 else torch.float64)
+        table -= tq.zero_point
         x1, y1, bh, bw, gh, gw = _sample_grid(rois[idx], 1.0 / stride, out_h, out_w, sampling_ratio, aligned)
-        per_roi = out_h * out_w * 4 * max(int(gh.max()), 1) * max(int(gw.max()), 1)
-        step = max(1, CHUNK_ENTRIES // per_roi)
-        for s in range(0, idx.numel(), step):  # chunks of RoIs, not one RoI at a time
-            sl = slice(s, s + step)
-            acc = _level_acc(table, fc.shape, rois[idx[sl], 0].long(), x1[sl], y1[sl], bh[sl], bw[sl], gh[sl],
-                             gw[sl], out_h, out_w)
+        # RoIs sorted by grid size, in chunks that pad to their own largest grid (little padding)
+        order = torch.argsort(gh * gw, stable=True)
+        for s in range(0, idx.numel(), CHUNK_ROIS):
+            sl = order[s:s + CHUNK_ROIS]
+            acc = _level_acc(table, max_abs, f.shape, rois[idx[sl], 0].long(), x1[sl], y1[sl], bh[sl], bw[sl],
+                             gh[sl], gw[sl], out_h, out_w)
             count = (gh[sl] * gw[sl]).clamp(min=1)
             den = (1 << n) * count if n < 62 else torch.full_like(count, 1 << 62)
             out[idx[sl]] = out_q.zero_point + _round_div(acc * m0, den.reshape(-1, 1, 1, 1))
     return out.clamp_(out_q.qmin, out_q.qmax)
 
 
-#: Largest number of (RoI, bin, sample, corner) entries handled at once (memory bound).
-CHUNK_ENTRIES = 1 << 23
+#: RoIs handled at once (bounds memory; each chunk pads to its own largest sampling grid).
+CHUNK_ROIS = 128
 
 
-def _level_acc(table: Tensor, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor, gh: Tensor,
+def _level_acc(table: Tensor, max_abs: int, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor, gh: Tensor,
                gw: Tensor, out_h: int, out_w: int) -> Tensor:
     """``acc[r, c, ph, pw] = sum_samples sum_4 W * (q - z)`` (int64) for RoIs sharing one level."""
     _, c, h, w = fshape
@@ -125,9 +128,17 @@ def _level_acc(table: Tensor, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh:
     valid = ((vy & vsy)[:, :, None, :, None, None, None] & (vx & vsx)[:, None, :, None, :, None, None])
     wgt = torch.round(wy * wx * (1 << WEIGHT_BITS)).long() * valid
     rows = (batch.reshape(-1, 1, 1, 1, 1, 1, 1) * h + yi) * w + xi
-    shape = (r * out_h * out_w, g_h * g_w * 4)
-    acc = F.embedding_bag(rows.expand(wgt.shape).reshape(shape), table, mode='sum',
-                          per_sample_weights=wgt.reshape(shape).double())
+    # only the entries that contribute: padding samples, invalid and zero-weight corners dropped
+    keep = (wgt != 0).reshape(r * out_h * out_w, -1)
+    counts = keep.sum(1)
+    offsets = torch.cumsum(counts, 0) - counts
+    wgt_kept = wgt.reshape(keep.shape)[keep]
+    # |acc| <= sum(weights of a bin) * max|q - z|: float32 where that is < 2^24 (exact), else float64
+    bound = (int(torch.zeros(r * out_h * out_w, dtype=torch.long).index_add_(
+        0, torch.repeat_interleave(torch.arange(keep.shape[0]), counts), wgt_kept).max()) if wgt_kept.numel() else 0)
+    dtype = torch.float32 if bound * max_abs < 2 ** 24 else torch.float64
+    acc = F.embedding_bag(rows.expand(wgt.shape).reshape(keep.shape)[keep], table.to(dtype), offsets, mode='sum',
+                          per_sample_weights=wgt_kept.to(dtype))
     return acc.reshape(r, out_h, out_w, c).permute(0, 3, 1, 2).round().long()
 
 
