@@ -15,6 +15,7 @@ FP32 PyTorch network, integer vs mmcv RoIAlign, and Faster R-CNN end to end
 as ``tools/test.py`` runs it (float detector, integer ONNX, integer engine).
 """
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -187,17 +188,7 @@ def _retina_targets(r, sizes, flags) -> list:
             f'{"met" if ok else "missed"}; {figures}']
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    import torch
-    from mmdet.utils import register_all_modules
-
-    import fqn_det  # noqa: F401
-    from export_models import baseline_rss_mb, cpu_flags
-    register_all_modules()
-    torch.set_num_threads(args.threads)
-    flags = cpu_flags()
-    work = Path(tempfile.mkdtemp(prefix='fqn_bench_export_'))
+def _run(args, work: Path):
     results = {k: bench_detector(k, args, work) for k in args.detectors}
     e2e = roi = None
     if 'faster' in results:
@@ -209,6 +200,24 @@ def main(argv=None):
         ch = r['model'].detector.roi_head.bbox_roi_extractor.out_channels
         hw = (64, 96) if args.tiny else (800, 1344)
         roi = dict(roi_align_speed(hw, ch, args.proposals, args.repeats), channels=ch, image=f'{hw[0]}x{hw[1]}')
+    return results, e2e, roi
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from mmdet.utils import register_all_modules
+
+    import fqn_det  # noqa: F401
+    from export_models import baseline_rss_mb, cpu_flags
+    register_all_modules()
+    torch.set_num_threads(args.threads)
+    flags = cpu_flags()
+    work = Path(tempfile.mkdtemp(prefix='fqn_bench_export_'))
+    try:
+        results, e2e, roi = _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # only the temporary folder this run created
     settings = [f'CPU flags: AVX2 {"yes" if flags["avx2"] else "no"}, AVX-512 {"yes" if flags["avx512f"] else "no"}, '
                 f'VNNI {"yes" if flags["vnni"] else "no"} (from /proc/cpuinfo)',
                 f'{args.threads} threads; median of {args.repeats} interleaved runs after a warm-up; sizes '

@@ -73,7 +73,8 @@ def int4_refusal_message(path: Path, error: Exception):
         return None
     return (f'{path}: onnxruntime {onnxruntime.__version__} cannot load this model\'s 4-bit (INT4/UINT4, '
             f'opset {model.opset_import[0].version}) weights ({type(error).__name__}: {error}); re-export it '
-            'with tools/export.py --onnx-opset 17 for 8-bit weight containers, or use onnxruntime >= 1.20')
+            'with tools/export.py --onnx-opset 17 for 8-bit weight containers, or use an onnxruntime with INT4 '
+            'support')
 
 
 def load_backend(path, backend: str):
