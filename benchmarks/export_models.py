@@ -140,21 +140,31 @@ def timed(fns: dict, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+_HWM = ('def hwm():\n'
+        '    for line in open("/proc/self/status"):\n'
+        '        if line.startswith("VmHWM:"):\n'
+        '            return int(line.split()[1]) / 1024\n')
+
+
 def peak_rss_mb(model_path: Path, h: int, w: int, threads: int) -> float:
-    """Peak resident memory (MB) of a fresh process that loads ``model_path`` and runs one image."""
-    code = ('import resource, numpy as np, onnxruntime as ort\n'
-            'o = ort.SessionOptions(); o.intra_op_num_threads = %d; o.inter_op_num_threads = 1\n'
-            's = ort.InferenceSession(%r, o, providers=["CPUExecutionProvider"])\n'
-            's.run(None, {"image": np.random.default_rng(0).standard_normal((1, 3, %d, %d)).astype(np.float32)})\n'
-            'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)') % (threads, str(model_path), h, w)
+    """Peak resident memory (MB, VmHWM) of a fresh process that loads ``model_path`` and runs one image.
+
+    VmHWM belongs to the new process image (``ru_maxrss`` would carry the parent's peak across exec).
+    """
+    code = _HWM + ('import numpy as np, onnxruntime as ort\n'
+                   'o = ort.SessionOptions(); o.intra_op_num_threads = %d; o.inter_op_num_threads = 1\n'
+                   's = ort.InferenceSession(%r, o, providers=["CPUExecutionProvider"])\n'
+                   's.run(None, {"image": np.random.default_rng(0).standard_normal((1, 3, %d, %d))'
+                   '.astype(np.float32)})\n'
+                   'print(hwm())') % (threads, str(model_path), h, w)
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, timeout=600)
-    return int(res.stdout.strip().splitlines()[-1]) / 1024
+    return float(res.stdout.strip().splitlines()[-1])
 
 
 def baseline_rss_mb() -> float:
-    code = 'import resource, onnxruntime, numpy\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'
+    code = _HWM + 'import onnxruntime, numpy\nprint(hwm())'
     res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, timeout=600)
-    return int(res.stdout.strip().splitlines()[-1]) / 1024
+    return float(res.stdout.strip().splitlines()[-1])
 
 
 def op_profile(model_path: Path, feed: dict, threads: int, work: Path, top: int = 4) -> str:
