@@ -152,19 +152,21 @@ def report(results: dict, args, flags: dict, e2e, roi) -> str:
         targets.append(f'- {r["title"]}: ONNX file <= 0.13x the FP32 checkpoint with 4-bit weights in 4 bits: '
                        f'{"met" if worst <= 0.13 else "missed"} (largest variant {worst:.3f}x)')
     if e2e is not None:
-        fl, on, en = e2e['float detector (PyTorch)'], e2e['integer ONNX (onnxruntime)'], e2e['integer engine (.fqnint)']
+        fl, on = e2e['float detector (PyTorch)'], e2e['integer ONNX (onnxruntime)']
+        en = e2e['integer engine (.fqnint)']
         out += [f'## Faster R-CNN end to end (tools/test.py runner, {args.e2e_size} px, {args.proposals} proposals, '
-                f'median of {args.e2e_images} images)', '', '| model | s / image | vs float detector |', '|---|---|---|']
+                f'median of {args.e2e_images} images)', '', '| model | s / image | vs float detector |',
+                '|---|---|---|']
         out += [f'| {k} | {v:.3f} | {v / fl:.2f}x the time |' for k, v in e2e.items()]
-        targets.append(f'- Faster R-CNN test time per image (integer ONNX, {args.proposals} proposals) <= the float '
-                       f'detector\'s: {"met" if on <= fl else "missed"} ({on / fl:.2f}x the float time)')
-        targets.append(f'- integer engine <= 3x the FP32 PyTorch detector per image: {"met" if en <= 3 * fl else "missed"}'
-                       f' ({en / fl:.2f}x)')
+        targets.append(f'- Faster R-CNN test time per image (integer ONNX, {args.proposals} proposals) <= the '
+                       f'float detector\'s: {"met" if on <= fl else "missed"} ({on / fl:.2f}x the float time)')
+        targets.append(f'- integer engine <= 3x the FP32 PyTorch detector per image: '
+                       f'{"met" if en <= 3 * fl else "missed"} ({en / fl:.2f}x)')
         out.append('')
     if roi is not None:
         ri, rf = roi['integer RoIAlign'], roi['mmcv RoIAlign (float)']
-        out += [f'RoIAlign alone, {args.proposals} RoIs on {roi["channels"]}-channel FPN levels of a {roi["image"]} image: integer '
-                f'{ri * 1e3:.0f} ms, mmcv float {rf * 1e3:.0f} ms ({ri / rf:.2f}x the time)', '']
+        out += [f'RoIAlign alone, {args.proposals} RoIs on {roi["channels"]}-channel FPN levels of a {roi["image"]} '
+                f'image: integer {ri * 1e3:.0f} ms, mmcv float {rf * 1e3:.0f} ms ({ri / rf:.2f}x the time)', '']
         targets.append(f'- integer RoIAlign <= 2x mmcv\'s float RoIAlign on the same RoIs: '
                        f'{"met" if ri <= 2 * rf else "missed"} ({ri / rf:.2f}x)')
     return '\n'.join(['## Targets', ''] + targets + [''] + out)

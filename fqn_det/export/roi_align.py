@@ -110,8 +110,8 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
 CHUNK_ROIS = 128
 
 
-def _level_acc(table: Tensor, max_abs: int, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor, gh: Tensor,
-               gw: Tensor, out_h: int, out_w: int) -> Tensor:
+def _level_acc(table: Tensor, max_abs: int, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor,
+               gh: Tensor, gw: Tensor, out_h: int, out_w: int) -> Tensor:
     """``acc[r, c, ph, pw] = sum_samples sum_4 W * (q - z)`` (int64) for RoIs sharing one level."""
     _, c, h, w = fshape
     r = x1.shape[0]
@@ -134,8 +134,7 @@ def _level_acc(table: Tensor, max_abs: int, fshape, batch: Tensor, x1: Tensor, y
     offsets = torch.cumsum(counts, 0) - counts
     wgt_kept = wgt.reshape(keep.shape)[keep]
     # |acc| <= sum(weights of a bin) * max|q - z|: float32 where that is < 2^24 (exact), else float64
-    bound = (int(torch.zeros(r * out_h * out_w, dtype=torch.long).index_add_(
-        0, torch.repeat_interleave(torch.arange(keep.shape[0]), counts), wgt_kept).max()) if wgt_kept.numel() else 0)
+    bound = int(wgt.reshape(keep.shape).sum(1).max()) if wgt.numel() else 0
     dtype = torch.float32 if bound * max_abs < 2 ** 24 else torch.float64
     acc = F.embedding_bag(rows.expand(wgt.shape).reshape(keep.shape)[keep], table.to(dtype), offsets, mode='sum',
                           per_sample_weights=wgt_kept.to(dtype))
