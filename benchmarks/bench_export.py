@@ -1,178 +1,238 @@
-"""ONNX Runtime latency and file size: FP32 ONNX vs fqn_det integer ONNX, side by side.
+"""Integer export speed and size: fqn_det's integer ONNX vs FP32 ONNX vs onnxruntime's own int8, side by side.
 
-    python benchmarks/bench_export.py                      # RetinaNet R50-FPN, 512x512
-    python benchmarks/bench_export.py --size 320 --repeats 5 --out benchmarks/results/export.md
+    python benchmarks/bench_export.py --out benchmarks/results/export_r50.md
+    python benchmarks/bench_export.py --tiny --sizes 64 --repeats 1 --out /tmp/x.md   # machinery check
 
-Builds the detector from the config (random weights: speed and size do not
-depend on the values), calibrates on generated images, exports the integer
-model with asymmetric (paper default) and symmetric per-channel weights, and
-exports the float detector's body + heads to FP32 ONNX. All three run in this
-one process, interleaved, on the same input: ratios are measured side by side.
+For RetinaNet and Faster R-CNN R50-FPN (random weights, calibrated on two
+generated images: speed and size do not depend on the values), exports three
+variants of each shipped int4 config (the paper default, symmetric weights,
+per-channel head outputs) and runs them interleaved in this one process with
+the FP32 ONNX model of the same network part and with onnxruntime's
+``quantize_static`` int8 model of it (after ``quant_pre_process``), at each
+image size. Records latency, file sizes, peak memory (a fresh process per
+model), a per-op profile, the CPU's VNNI flag, the integer engine against the
+FP32 PyTorch network, integer vs mmcv RoIAlign, and Faster R-CNN end to end
+as ``tools/test.py`` runs it (float detector, integer ONNX, integer engine).
 """
 import argparse
-import io
-import statistics
+import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import write_results  # noqa: E402
+
+DETECTORS = {
+    'retina': ('RetinaNet R50-FPN', {'paper default': 'configs/retina_int4.py',
+                                     'symmetric weights': 'configs/retina_int4.py',
+                                     'per-channel head outputs': 'configs/retina_int4_floor_pc.py'}),
+    'faster': ('Faster R-CNN R50-FPN (image -> FPN + RPN graph)',
+               {'paper default': 'configs/faster_rcnn_int4.py', 'symmetric weights': 'configs/faster_rcnn_int4.py',
+                'per-channel head outputs': 'configs/faster_rcnn_int4_outputs_pc.py'}),
+}
+FP32, ORT8 = 'FP32 ONNX', 'onnxruntime int8 (quantize_static)'
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--config', default='configs/retina_int4.py')
-    p.add_argument('--size', type=int, default=512)
-    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--detectors', nargs='+', default=['retina', 'faster'], choices=list(DETECTORS))
+    p.add_argument('--sizes', nargs='+', default=['512', '800x1344'], help='HxW or S (square)')
+    p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--calib-size', type=int, default=256)
+    p.add_argument('--e2e-size', type=int, default=320, help='Faster R-CNN end-to-end image size')
+    p.add_argument('--e2e-images', type=int, default=3, help='timed images (plus one warm-up)')
+    p.add_argument('--proposals', type=int, default=1000)
+    p.add_argument('--tiny', action='store_true', help='tiny widths (checks the machinery only)')
     p.add_argument('--out', help='write the results markdown here')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-class FloatBody:
-    """The float detector's backbone + neck + head as one module, flat outputs."""
-
-    @staticmethod
-    def wrap(det):
-        import torch
-
-        class Body(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.det = det
-
-            def forward(self, x):
-                cls, reg = self.det.bbox_head(self.det.extract_feat(x))
-                return tuple(cls) + tuple(reg)
-
-        return Body().eval()
+def _hw(s: str):
+    h, _, w = s.partition('x')
+    return int(h), int(w or h)
 
 
-def single_conv(threads: int, repeats: int) -> dict:
-    """The issue's reference point: one 128->128 3x3 conv at 64x64, FP32 Conv vs QLinearConv."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    from fqn_det.export.onnx_writer import ort_session
-    c, h = 128, 64
-    rng = np.random.default_rng(0)
-
-    def model(nodes, x_type, inits):
-        g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', x_type, [1, c, h, h])],
-                              [helper.make_tensor_value_info('y', x_type, None)], inits)
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])
-        m.ir_version = 8
-        return m
-
-    def qconv(wdt, wz):
-        lo, hi = (-7, 8) if wdt == np.int8 else (0, 16)
-        inits = [numpy_helper.from_array(np.array(0.1, np.float32), 'xs'),
-                 numpy_helper.from_array(np.array(3, np.uint8), 'xz'),
-                 numpy_helper.from_array(rng.integers(lo, hi, (c, c, 3, 3)).astype(wdt), 'w'),
-                 numpy_helper.from_array(np.full(c, 0.01, np.float32), 'ws'),
-                 numpy_helper.from_array(np.full(c, wz, wdt), 'wz'),
-                 numpy_helper.from_array(np.array(0.2, np.float32), 'ys'),
-                 numpy_helper.from_array(np.array(0, np.uint8), 'yz')]
-        return model([helper.make_node('QLinearConv', ['x', 'xs', 'xz', 'w', 'ws', 'wz', 'ys', 'yz'], ['y'],
-                                       pads=[1, 1, 1, 1])], TensorProto.UINT8, inits)
-
-    fp = model([helper.make_node('Conv', ['x', 'w'], ['y'], pads=[1, 1, 1, 1])], TensorProto.FLOAT,
-               [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32), 'w')])
-    xf = rng.standard_normal((1, c, h, h)).astype(np.float32)
-    xq = rng.integers(0, 16, (1, c, h, h)).astype(np.uint8)
-    runs = {'fp32': (ort_session(fp, threads), xf), 'int8 sym': (ort_session(qconv(np.int8, 0), threads), xq),
-            'int8 asym': (ort_session(qconv(np.int8, 2), threads), xq),
-            'uint8 asym': (ort_session(qconv(np.uint8, 7), threads), xq)}
-    return _time({k: (lambda s=s, x=x: s.run(None, {'x': x})) for k, (s, x) in runs.items()}, repeats * 3)
-
-
-def _time(fns: dict, repeats: int) -> dict:
-    for f in fns.values():  # warm-up
-        f()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):  # interleaved, so load changes hit every variant alike
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def main():
-    args = parse_args()
+def bench_detector(kind: str, args, work: Path) -> dict:
     import numpy as np
     import onnx
+
+    from export_models import (build_calibrated, checkpoint_bytes, fp32_onnx, op_profile, ort_int8,
+                               peak_rss_mb, timed)
+    from fqn_det.export.exporter import export_model
+    from fqn_det.export.int_model import load_int_model
+    from fqn_det.export.onnx_writer import ort_session, to_onnx
+    title, variants = DETECTORS[kind]
+    wd = work / kind
+    wd.mkdir()
+    files, sizes, models, extra = {}, {}, {}, {}
+    for variant, config in variants.items():
+        model, mcfg = build_calibrated(config, variant, args.calib_size, args.tiny)
+        out = wd / variant.replace(' ', '_')
+        rep = export_model(model, mcfg.detector, out)
+        graphs, _ = load_int_model(out / 'model.fqnint')
+        o17 = to_onnx(graphs['features'], opset=17)
+        files[variant] = out / 'model.onnx'
+        sizes[variant] = dict(fqnint=rep['files']['model.fqnint'], onnx=rep['files']['model.onnx'],
+                              onnx17=len(o17.SerializeToString()),
+                              nodes=len(onnx.load(str(out / 'model.onnx')).graph.node))
+        if variant == 'paper default':
+            models['fp32 checkpoint'] = checkpoint_bytes(model.float_detector)
+            extra['engine'] = (model, graphs['features'])
+            extra['model'], extra['mcfg'] = model, mcfg
+    fp32_onnx(extra['model'].float_detector, wd / 'fp32.onnx', args.calib_size)
+    ort_int8(wd / 'fp32.onnx', wd / 'ort_int8.onnx', [_hw(args.sizes[0])], wd)
+    files = {FP32: wd / 'fp32.onnx', ORT8: wd / 'ort_int8.onnx', **files}
+    models[FP32] = (wd / 'fp32.onnx').stat().st_size
+    models[ORT8] = (wd / 'ort_int8.onnx').stat().st_size
+    sessions = {k: ort_session(p, args.threads) for k, p in files.items()}
+    rng = np.random.default_rng(0)
+    lat, mem, prof = {}, {}, {}
+    for size in args.sizes:
+        h, w = _hw(size)
+        feed = {'image': rng.standard_normal((1, 3, h, w)).astype(np.float32)}
+        lat[size] = timed({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, args.repeats)
+        mem[size] = {k: peak_rss_mb(p, h, w, args.threads) for k, p in files.items()}
+        if size == args.sizes[0]:
+            prof = {k: op_profile(p, feed, args.threads, wd) for k, p in files.items()}
+    from export_e2e import engine_vs_pytorch
+    h0 = _hw(args.sizes[0])[0]
+    eng, f64 = engine_vs_pytorch(extra['engine'][0], extra['engine'][1], h0, max(1, args.repeats // 2))
+    return dict(title=title, lat=lat, mem=mem, prof=prof, sizes=sizes, models=models, engine=eng, f64=f64,
+                model=extra['model'], mcfg=extra['mcfg'])
+
+
+def _fmt_lat(r: dict, sizes) -> list:
+    keys = list(r['lat'][sizes[0]])
+    head = '| model | ' + ' | '.join(f'{s}: ms | vs FP32 | vs ort int8' for s in sizes) + ' |'
+    lines = [head, '|---|' + '---|---|---|' * len(sizes)]
+    for k in keys:
+        cells = []
+        for s in sizes:
+            t = r['lat'][s]
+            cells.append(f'{t[k] * 1e3:.0f} | {t[FP32] / t[k]:.2f}x | {t[ORT8] / t[k]:.2f}x')
+        lines.append(f'| {k} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def report(results: dict, args, flags: dict, e2e, roi) -> str:
+    sizes = args.sizes
+    out = []
+    targets = []
+    for kind, r in results.items():
+        fp = r['models']['fp32 checkpoint']
+        out += [f'## {r["title"]}', '', 'Latency (median, interleaved; ratios are speed-ups: >1 is faster):', '']
+        out += _fmt_lat(r, sizes)
+        out += ['', '| file | MB | vs FP32 checkpoint |', '|---|---|---|',
+                f'| FP32 checkpoint | {fp / 1e6:.2f} | 1.000x |']
+        for k in (FP32, ORT8):
+            out.append(f'| {k} | {r["models"][k] / 1e6:.2f} | {r["models"][k] / fp:.3f}x |')
+        for v, s in r['sizes'].items():
+            out.append(f'| {v}: model.onnx (opset 21, INT4 weights; {s["nodes"]} nodes) | {s["onnx"] / 1e6:.2f} | '
+                       f'{s["onnx"] / fp:.3f}x |')
+            out.append(f'| {v}: opset-17 ONNX (8-bit containers) | {s["onnx17"] / 1e6:.2f} | {s["onnx17"] / fp:.3f}x |')
+            out.append(f'| {v}: model.fqnint | {s["fqnint"] / 1e6:.2f} | {s["fqnint"] / fp:.3f}x |')
+        out += ['', 'Peak resident memory of a fresh process loading the model and running one image (MB):', '',
+                '| model | ' + ' | '.join(sizes) + ' |', '|---|' + '---|' * len(sizes)]
+        for k in r['mem'][sizes[0]]:
+            out.append(f'| {k} | ' + ' | '.join(f'{r["mem"][s][k]:.0f}' for s in sizes) + ' |')
+        out += ['', f'Per-op profile ({sizes[0]}, share of node time, onnxruntime profiler):', '']
+        out += [f'- {k}: {v}' for k, v in r['prof'].items()]
+        e = r['engine']
+        out += ['', f'Integer engine vs FP32 PyTorch, same network part, {sizes[0]}: '
+                f'{e["integer engine"] * 1e3:.0f} ms vs {e["FP32 PyTorch"] * 1e3:.0f} ms '
+                f'({e["integer engine"] / e["FP32 PyTorch"]:.2f}x the time); float64 layers: '
+                f'{", ".join(r["f64"]) or "none (every convolution in float32)"}', '']
+        if kind == 'retina':
+            targets += _retina_targets(r, sizes, flags)
+        worst = max(s['onnx'] / fp for s in r['sizes'].values())
+        targets.append(f'- {r["title"]}: ONNX file <= 0.13x the FP32 checkpoint with 4-bit weights in 4 bits: '
+                       f'{"met" if worst <= 0.13 else "missed"} (largest variant {worst:.3f}x)')
+    if e2e is not None:
+        fl, on = e2e['float detector (PyTorch)'], e2e['integer ONNX (onnxruntime)']
+        en = e2e['integer engine (.fqnint)']
+        out += [f'## Faster R-CNN end to end (tools/test.py runner, {args.e2e_size} px, {args.proposals} proposals, '
+                f'median of {args.e2e_images} images)', '', '| model | s / image | vs float detector |',
+                '|---|---|---|']
+        out += [f'| {k} | {v:.3f} | {v / fl:.2f}x the time |' for k, v in e2e.items()]
+        targets.append(f'- Faster R-CNN test time per image (integer ONNX, {args.proposals} proposals) <= the '
+                       f'float detector\'s: {"met" if on <= fl else "missed"} ({on / fl:.2f}x the float time)')
+        targets.append(f'- integer engine <= 3x the FP32 PyTorch detector per image: '
+                       f'{"met" if en <= 3 * fl else "missed"} ({en / fl:.2f}x)')
+        out.append('')
+    if roi is not None:
+        ri, rf = roi['integer RoIAlign'], roi['mmcv RoIAlign (float)']
+        out += [f'RoIAlign alone, {args.proposals} RoIs on {roi["channels"]}-channel FPN levels of a {roi["image"]} '
+                f'image: integer {ri * 1e3:.0f} ms, mmcv float {rf * 1e3:.0f} ms ({ri / rf:.2f}x the time)', '']
+        targets.append(f'- integer RoIAlign <= 2x mmcv\'s float RoIAlign on the same RoIs: '
+                       f'{"met" if ri <= 2 * rf else "missed"} ({ri / rf:.2f}x)')
+    return '\n'.join(['## Targets', ''] + targets + [''] + out)
+
+
+def _retina_targets(r, sizes, flags) -> list:
+    s = sizes[0]
+    t = r['lat'][s]
+    variants = list(r['sizes'])
+    speed = {v: t[FP32] / t[v] for v in variants}
+    vs_ort = {v: t[ORT8] / t[v] for v in variants}
+    pc = t['per-channel head outputs'] / t['paper default'] - 1
+    figures = (f'measured here ({s}): ' + ', '.join(f'{v} {speed[v]:.2f}x FP32 / {vs_ort[v]:.2f}x ort int8'
+                                                   for v in variants)
+               + f'; per-channel head outputs {100 * pc:+.1f} % time vs the paper default')
+    if not flags['vnni']:
+        return [f'- VNNI targets (int4 RetinaNet ONNX >= 2.5x FP32 ONNX and >= onnxruntime int8; per-channel head '
+                f'outputs within 5 % of per-tensor): not measurable here, this CPU has no VNNI; {figures}']
+    ok = all(v >= 2.5 for v in speed.values()) and all(v >= 1.0 for v in vs_ort.values()) and pc <= 0.05
+    return [f'- int4 RetinaNet ONNX >= 2.5x FP32 ONNX, >= onnxruntime int8, per-channel within 5 %: '
+            f'{"met" if ok else "missed"}; {figures}']
+
+
+def _run(args, work: Path):
+    results = {k: bench_detector(k, args, work) for k in args.detectors}
+    e2e = roi = None
+    if 'faster' in results:
+        from export_e2e import faster_end_to_end, roi_align_speed
+        r = results['faster']
+        cfg = DETECTORS['faster'][1]['paper default']
+        e2e = faster_end_to_end(r['model'], r['mcfg'], cfg, work / 'e2e', args.e2e_size, args.e2e_images,
+                                args.proposals)
+        ch = r['model'].detector.roi_head.bbox_roi_extractor.out_channels
+        hw = (64, 96) if args.tiny else (800, 1344)
+        roi = dict(roi_align_speed(hw, ch, args.proposals, args.repeats), channels=ch, image=f'{hw[0]}x{hw[1]}')
+    return results, e2e, roi
+
+
+def main(argv=None):
+    args = parse_args(argv)
     import torch
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from mmengine.config import Config
 
     import fqn_det  # noqa: F401
-    from fqn_det.export.exporter import export_model, fp32_checkpoint_bytes
-    from fqn_det.export.onnx_writer import ort_session
-    from fqn_det.quant import finish_calibration, start_calibration
+    from export_models import baseline_rss_mb, cpu_flags
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    torch.manual_seed(0)
-    img = torch.randn(1, 3, args.size, args.size)
-    work = Path(tempfile.mkdtemp(prefix='fqn_bench_'))
-    sessions, sizes = {}, {}
-    for name, sym in (('int4 asym', False), ('int4 sym', True)):
-        mcfg = cfg.model.copy()
-        mcfg.quant_cfg = dict(mcfg.quant_cfg, weight=dict(mcfg.quant_cfg.weight, symmetric=sym))
-        model = MODELS.build(mcfg)
-        model.init_weights()
-        model.eval()
-        start_calibration(model.detector)
-        with torch.no_grad():
-            for s in range(2):
-                model.detector.extract_feat(torch.randn(1, 3, args.size, args.size))
-                model.detector.bbox_head(model.detector.extract_feat(img))
-        finish_calibration(model.detector)
-        model.calibrated.fill_(1)
-        rep = export_model(model, mcfg.detector, work / name.replace(' ', '_'))
-        sessions[name] = ort_session(work / name.replace(' ', '_') / 'model.onnx', args.threads)
-        sizes[name] = rep['files']['model.fqnint']
-        sizes['fp32 checkpoint'] = fp32_checkpoint_bytes(model)
-        sizes[f'{name} onnx'] = rep['files']['model.onnx']
-        float_det = model.float_detector
-    buf = io.BytesIO()
-    torch.onnx.export(FloatBody.wrap(float_det), (img,), buf, dynamo=False, input_names=['image'],
-                      opset_version=17)
-    fp_model = onnx.load_from_string(buf.getvalue())
-    sizes['fp32 onnx'] = len(buf.getvalue())
-    sessions['fp32'] = ort_session(fp_model, args.threads)
-    feed = {'image': img.numpy().astype(np.float32)}
-    med = _time({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, args.repeats)
-    layer = single_conv(args.threads, args.repeats)
-    lines = [f'# Integer ONNX vs FP32 ONNX ({Path(args.config).name}, {args.size}x{args.size}, '
-             f'{args.threads} threads, median of {args.repeats})', '', f'Machine: {machine()}', '',
-             '| model | median latency (ms) | speed-up vs FP32 |', '|---|---|---|']
-    for k in ('fp32', 'int4 asym', 'int4 sym'):
-        lines.append(f'| {k} | {med[k] * 1e3:.1f} | {med["fp32"] / med[k]:.2f}x |')
-    lines += ['', 'Single layer (the issue\'s reference: QLinearConv 128->128, 3x3, 64x64, same threads):', '',
-              '| weights | median latency (ms) | speed-up vs FP32 Conv |', '|---|---|---|']
-    for k, v in layer.items():
-        lines.append(f'| {k} | {v * 1e3:.2f} | {layer["fp32"] / v:.2f}x |')
-    fp = sizes['fp32 checkpoint']
-    lines += ['', '| file | MB | vs FP32 checkpoint |', '|---|---|---|']
-    for k, v in sizes.items():
-        lines.append(f'| {k} | {v / 1e6:.2f} | {v / fp:.3f}x |')
-    target_speed = med['fp32'] / med['int4 sym'] >= 2.5
-    target_size = sizes['int4 sym'] / fp <= 0.15
-    lines += ['', f'Targets: integer ONNX (symmetric) >= 2.5x faster than FP32: '
-              f'{"met" if target_speed else "MISSED"} ({med["fp32"] / med["int4 sym"]:.2f}x); '
-              f'packed 4-bit file <= 0.15x FP32: {"met" if target_size else "MISSED"} '
-              f'({sizes["int4 sym"] / fp:.3f}x)']
-    text = '\n'.join(lines) + '\n'
-    print(text)
+    torch.set_num_threads(args.threads)
+    flags = cpu_flags()
+    work = Path(tempfile.mkdtemp(prefix='fqn_bench_export_'))
+    try:
+        results, e2e, roi = _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # only the temporary folder this run created
+    settings = [f'CPU flags: AVX2 {"yes" if flags["avx2"] else "no"}, AVX-512 {"yes" if flags["avx512f"] else "no"}, '
+                f'VNNI {"yes" if flags["vnni"] else "no"} (from /proc/cpuinfo)',
+                f'{args.threads} threads; median of {args.repeats} interleaved runs after a warm-up; sizes '
+                f'{", ".join(args.sizes)}; calibration on 2 generated {args.calib_size} px images; random weights',
+                f'process baseline (python + onnxruntime imported): {baseline_rss_mb():.0f} MB resident',
+                'integer ONNX: fqn_det export at opset 21 (INT4/UINT4 weights, zero-centred int8 after Cast)',
+                'onnxruntime int8: quant_pre_process, then quantize_static (QDQ, uint8 activations, int8 weights)'
+                f', calibrated on one {args.sizes[0]} image']
+    text = report(results, args, flags, e2e, roi)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        write_results(args.out, 'Integer export: speed and size', settings, text)
+    else:
+        print(text)
 
 
 if __name__ == '__main__':

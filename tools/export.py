@@ -18,6 +18,9 @@ def parse_args():
     p.add_argument('checkpoint', help='fine-tuned (calibrated) checkpoint')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--no-onnx', action='store_true', help='write only the integer model file')
+    p.add_argument('--onnx-opset', type=int, choices=(17, 21), default=21,
+                   help='21 (default): 4-bit weights stored in 4 bits (INT4/UINT4 initializers); '
+                   '17: 8-bit weight containers, for ONNX runtimes without INT4')
     from fqn_det.utils.cli import add_common_args
     add_common_args(p)
     return p.parse_args()
@@ -45,7 +48,8 @@ def main():
     allow_mmengine_checkpoints()
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu')
-    report = export_model(model, cfg.model.detector, args.out, onnx=not args.no_onnx)
+    report = export_model(model, cfg.model.detector, args.out, onnx=not args.no_onnx,
+                          onnx_opset=args.onnx_opset)
     print(Path(args.out, 'report.md').read_text())
     print(f"exported {report['layers']} layers to {args.out}")
 

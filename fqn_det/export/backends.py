@@ -47,13 +47,34 @@ class OnnxBackend:
 
 def _load_onnx(path: Path, threads: int):
     """An onnxruntime session; a file onnxruntime cannot load is an :class:`IntModelFormatError`."""
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NotImplemented
 
     from .onnx_writer import ort_session
     try:
         return ort_session(path, threads)
-    except (InvalidProtobuf, InvalidGraph, Fail) as e:
+    except (InvalidProtobuf, InvalidGraph, Fail, NotImplemented) as e:
+        int4 = int4_refusal_message(path, e)
+        if int4 is not None:
+            raise IntModelFormatError(int4) from e
         raise IntModelFormatError(f'{path}: truncated or corrupt ONNX model ({type(e).__name__}: {e})') from e
+
+
+def int4_refusal_message(path: Path, error: Exception):
+    """The message for an onnxruntime that cannot load the INT4 weights of ``path`` (None if it has none)."""
+    import onnx
+    import onnxruntime
+
+    from .onnx_writer import uses_int4
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  unreadable: the caller reports a corrupt file
+        return None
+    if not uses_int4(model):
+        return None
+    return (f'{path}: onnxruntime {onnxruntime.__version__} cannot load this model\'s 4-bit (INT4/UINT4, '
+            f'opset {model.opset_import[0].version}) weights ({type(error).__name__}: {error}); re-export it '
+            'with tools/export.py --onnx-opset 17 for 8-bit weight containers, or use an onnxruntime with INT4 '
+            'support')
 
 
 def exported_files(path, backend: str):

@@ -1,10 +1,15 @@
 """Integer-only execution of an :class:`IntGraph` (plain PyTorch).
 
 Tensors are int64 integer levels. Convolutions and matrix products run as
-float64 kernels on the centred integers ``q - zero_point``: every product and
-partial sum is an integer whose magnitude is below the node's accumulator
-bound (checked < 2^31 at export, far below float64's exact-integer limit 2^53),
-so the float64 result is the exact integer accumulator, asserted at run time.
+float kernels on the centred integers ``x - z_x`` and ``w - z_w``: every
+product and partial sum is an integer whose magnitude is at most the node's
+accumulator bound (recorded at export). Below 2^24 float32 holds every such
+integer exactly, so those layers run in float32; the others in float64
+(exact below 2^53; bounds are < 2^31). The float64 layers are listed in
+:attr:`IntegerEngine.float64_layers`. At run time the accumulators are checked
+to be integers within the bound, and a few sampled outputs per layer are
+recomputed in int64 and compared (so a kernel that is not an exact
+accumulation, e.g. a Winograd convolution, cannot pass silently).
 Requantization is fixed-point (:func:`requantize`); adds use TFLite's
 left-shifted fixed-point scheme; max-pool and nearest upsampling move integers.
 """
@@ -18,6 +23,21 @@ from torch import Tensor
 
 from .fixed_point import exact_in_float64, requantize, rounding_rshift
 from .graph import IntGraph, Node, TensorQ
+from .weights import centered_weight
+
+#: Every integer of magnitude <= 2^24 is exact in float32.
+FLOAT32_EXACT = 2 ** 24
+#: Outputs per layer and run recomputed in int64 by the exactness check.
+CHECK_SAMPLES = 16
+
+
+class InexactAccumulatorError(RuntimeError):
+    """A float kernel did not produce the exact integer accumulator."""
+
+
+def kernel_dtype(node: Node) -> str:
+    """``'float32'`` when the node's export-time accumulator bound is < 2^24, else ``'float64'``."""
+    return 'float32' if int(node.attrs['acc_bound']) < FLOAT32_EXACT else 'float64'
 
 
 def _t(a) -> Tensor:
@@ -29,22 +49,29 @@ class IntegerEngine:
 
     Args:
         graph (IntGraph): The graph.
-        check (bool): Assert the exactness invariants at run time. Defaults to True.
+        check (bool): Check the exactness invariants at run time. Defaults to True.
+
+    Attributes:
+        float64_layers (list[str]): Layers whose accumulator bound does not fit
+            float32 exactly (>= 2^24); they run in float64, the rest in float32.
     """
 
     def __init__(self, graph: IntGraph, check: bool = True) -> None:
         self.g = graph
         self.check = check
         self._prep: Dict[str, dict] = {}
+        self.float64_layers: List[str] = []
         for n in graph.nodes:
             if n.op in ('conv', 'linear'):
-                w = _t(n.params['weight']).to(torch.int64)
-                zw = _t(n.params['w_zero_point']).to(torch.int64).reshape(-1, *([1] * (w.dim() - 1)))
-                self._prep[n.name] = dict(
-                    w=(w - zw).double(), bias=_t(n.params['bias']).to(torch.int64),
-                    m0=_t(n.params['m0']).to(torch.int64), shift=_t(n.params['shift']).to(torch.int64))
                 if not exact_in_float64(n.attrs['acc_bound']):
                     raise ValueError(f'{n.name}: accumulator bound too large for exact emulation')
+                dtype = getattr(torch, kernel_dtype(n))
+                if dtype is torch.float64:
+                    self.float64_layers.append(n.name)
+                w = torch.from_numpy(centered_weight(n.params['weight'], n.params['w_zero_point']))
+                self._prep[n.name] = dict(
+                    w=w.to(dtype), w_int=w, dtype=dtype, bias=_t(n.params['bias']).to(torch.int64),
+                    m0=_t(n.params['m0']).to(torch.int64), shift=_t(n.params['shift']).to(torch.int64))
 
     def tq(self, name: str) -> TensorQ:
         return self.g.tensors[name]
@@ -52,17 +79,22 @@ class IntegerEngine:
     # -- ops -----------------------------------------------------------------
     def _acc(self, node: Node, x: Tensor) -> Tensor:
         p, a = self._prep[node.name], node.attrs
-        xc = (x - self.tq(node.inputs[0]).zero_point).double()
+        xi = x - self.tq(node.inputs[0]).zero_point
+        xc = xi.to(p['dtype'])
         if node.op == 'conv':
             acc = F.conv2d(xc, p['w'], None, a['stride'], a['padding'], a['dilation'], a['groups'])
             acc_i = acc.round().long()
-            acc_i = acc_i + p['bias'].reshape(1, -1, 1, 1)
         else:
             acc = F.linear(xc, p['w'])
-            acc_i = acc.round().long() + p['bias'].reshape(1, -1)
-        if self.check:
-            assert torch.equal(acc, acc.round()), f'{node.name}: non-integer accumulator'
-            assert acc_i.numel() == 0 or int(acc_i.abs().max()) <= a['acc_bound'], f'{node.name}: bound exceeded'
+            acc_i = acc.round().long()
+        if self.check and acc.numel():
+            if not torch.equal(acc, acc.round()):
+                raise InexactAccumulatorError(f'{node.name}: non-integer accumulator from the {p["dtype"]} kernel')
+            _check_samples(node, xi, p['w_int'], acc_i)
+        acc_i = acc_i + p['bias'].reshape(1, -1, *([1] * (acc_i.dim() - 2)))
+        if self.check and acc_i.numel() and int(acc_i.abs().max()) > a['acc_bound']:
+            raise InexactAccumulatorError(f'{node.name}: accumulator exceeds its export-time bound '
+                                          f'{a["acc_bound"]}')
         return acc_i
 
     def _weighted(self, node: Node, x: Tensor) -> Tensor:
@@ -132,3 +164,29 @@ class IntegerEngine:
 
     def grouped(self, out: Dict[str, Tensor], group: str) -> List[Tensor]:
         return [out[k] for k in self.g.output_groups[group]]
+
+
+def _check_samples(node: Node, xi: Tensor, w: Tensor, acc: Tensor) -> None:
+    """Recompute :data:`CHECK_SAMPLES` accumulators (bias excluded) in int64 and compare."""
+    gen = torch.Generator().manual_seed(acc.numel())
+    flat = torch.randint(0, acc.numel(), (CHECK_SAMPLES,), generator=gen)
+    if node.op == 'linear':
+        r, c = flat // acc.shape[1], flat % acc.shape[1]
+        exact = (xi[r] * w[c]).sum(1)
+        got = acc[r, c]
+    else:
+        a = node.attrs
+        (sh, sw), (ph, pw), (dh, dw), groups = a['stride'], a['padding'], a['dilation'], a['groups']
+        n_, co, oh, ow = acc.shape
+        b, c, y, x = (flat // (co * oh * ow), flat // (oh * ow) % co, flat // ow % oh, flat % ow)
+        xp = F.pad(xi, (pw, pw, ph, ph))  # zero padding of centred integers (= padding q with z_x)
+        cin_g, kh, kw = w.shape[1:]
+        ci = (c // (co // groups) * cin_g)[:, None] + torch.arange(cin_g)[None]  # (S, cin_g) input channels
+        ky = y[:, None] * sh + torch.arange(kh)[None] * dh  # (S, kh)
+        kx = x[:, None] * sw + torch.arange(kw)[None] * dw
+        patch = xp[b[:, None, None, None], ci[:, :, None, None], ky[:, None, :, None], kx[:, None, None, :]]
+        exact = (patch * w[c]).sum((1, 2, 3))
+        got = acc.reshape(-1)[flat]
+    if not torch.equal(got, exact):
+        raise InexactAccumulatorError(f'{node.name}: the float kernel differs from the int64 accumulator at '
+                                      f'{int((got != exact).sum())} of {CHECK_SAMPLES} sampled outputs')

@@ -17,7 +17,7 @@ from ..quant import NotCalibratedError
 from .detectors import build_graphs
 from .graph import IntGraph
 from .int_model import save_int_model
-from .onnx_writer import to_onnx
+from .onnx_writer import OPSET, to_onnx
 from .out_dir import EXPORT_MARK, check_out_dir, install_export, staging_dir
 from .roi_align import WEIGHT_BITS, roi_meta
 
@@ -42,7 +42,8 @@ def fp32_checkpoint_bytes(model) -> int:
     return buf.tell()
 
 
-def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True) -> Dict[str, Any]:
+def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True,
+                 onnx_opset: int = OPSET) -> Dict[str, Any]:
     """Export ``model`` (a calibrated QuantizedDetector) to ``out_dir``.
 
     Args:
@@ -51,6 +52,8 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         out_dir: Output directory: new, empty or a previous export (replaced only when the
             export succeeds); anything else is refused before the work.
         onnx (bool): Also write the ONNX model(s).
+        onnx_opset (int): 21 (default): 4-bit weights stored as INT4 / UINT4; 17: 8-bit containers,
+            for runtimes without INT4.
 
     Returns:
         dict: The report (also written as ``report.json`` and ``report.md``).
@@ -71,12 +74,15 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         files = {INT_FILE: int_bytes}
         if onnx:
             import onnx as onnx_lib
-            onnx_lib.save(to_onnx(graphs['features'], 'fqn_det_features'), str(tmp / ONNX_FILE))
+            onnx_lib.save(to_onnx(graphs['features'], 'fqn_det_features', onnx_opset), str(tmp / ONNX_FILE))
             files[ONNX_FILE] = (tmp / ONNX_FILE).stat().st_size
             if 'roi' in graphs:
-                onnx_lib.save(to_onnx(graphs['roi'], 'fqn_det_roi_head'), str(tmp / ROI_ONNX_FILE))
+                onnx_lib.save(to_onnx(graphs['roi'], 'fqn_det_roi_head', onnx_opset), str(tmp / ROI_ONNX_FILE))
                 files[ROI_ONNX_FILE] = (tmp / ROI_ONNX_FILE).stat().st_size
         report = make_report(graphs, files, fp32_checkpoint_bytes(model), meta)
+        report.update(engine_report(graphs))
+        if onnx:
+            report['onnx_opset'] = onnx_opset
         (tmp / 'report.json').write_text(json.dumps(report, indent=1))
         (tmp / 'report.md').write_text(report_markdown(report))
         install_export(tmp, out_dir)
@@ -99,6 +105,14 @@ def make_report(graphs: Dict[str, IntGraph], files: Dict[str, int], fp32_bytes: 
                 nodes={stage: len(g.nodes) for stage, g in graphs.items()})
 
 
+def engine_report(graphs: Dict[str, IntGraph]) -> dict:
+    """Which layers the integer engine runs in float32 (exact: accumulator bound < 2^24) or float64."""
+    from .engine import kernel_dtype
+    f64 = [f'{stage}: {n.name}' for stage, g in graphs.items() for n in g.nodes
+           if n.op in ('conv', 'linear') and kernel_dtype(n) == 'float64']
+    return dict(engine_float64_layers=f64)
+
+
 def report_markdown(r: dict) -> str:
     lines = ['# fqn_det integer export', '',
              f"- weighted layers: {r['layers']}",
@@ -107,6 +121,14 @@ def report_markdown(r: dict) -> str:
     lines += [f'- {k}: {v / 1e6:.3f} MB' for k, v in r['files'].items() if k != 'model.fqnint']
     lines += ['- non-integer ops between input quantization and head outputs: '
               + (', '.join(r['non_integer_ops']) if r['non_integer_ops'] else 'none')]
+    if 'engine_float64_layers' in r:
+        f64 = r['engine_float64_layers']
+        lines += ['- integer engine: every convolution in float32 (accumulator bounds < 2^24, exact)' if not f64 else
+                  f'- integer engine: float64 for {len(f64)} layer(s) whose accumulator bound is >= 2^24: '
+                  + ', '.join(f64)]
+    if 'onnx_opset' in r:
+        lines += [f"- ONNX opset {r['onnx_opset']}" + (' (4-bit weights stored as INT4 / UINT4)'
+                                                      if r['onnx_opset'] >= 21 else ' (8-bit weight containers)')]
     lines += [f'- note: {n}' for n in r['notes']]
     lines += ['', '| stage | layer | op | weight bits | output bits |', '|---|---|---|---|---|']
     lines += [f"| {x['stage']} | {x['name']} | {x['op']} | {x['w_bits']} | {x['a_bits']} |" for x in r['per_layer']]

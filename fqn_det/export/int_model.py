@@ -1,7 +1,10 @@
 """The integer model file (``.fqnint``): a zip of ``header.json`` and ``.npy`` arrays.
 
-Weights of 4 bits or fewer are packed two per byte (low nibble first, stored
-as ``value - qmin``); biases are int32; requantization multipliers are int32
+Weights are stored zero-centred, ``q - z`` (the int8 tensor the integer
+engine and the ONNX kernels read, see :mod:`.weights`), next to their
+zero-points; weights of 4 bits or fewer are packed two per byte (low nibble
+first) as ``(q - z) - (qmin - z)``, i.e. relative to a per-channel offset.
+Version 1 files (uncentred ``q``) are refused with a clear error. Biases are int32; requantization multipliers are int32
 ``M0`` with integer shifts. The header holds the graphs, the tensor
 quantization (input quantization and output dequantization included), the
 detector config used for box decoding and NMS, and the format version.
@@ -25,9 +28,10 @@ import numpy as np
 
 from ..utils.atomic import atomic_write_bytes
 from .graph import IntGraph, Node, TensorQ
+from .weights import centered_int8, centered_weight
 
 FORMAT = 'fqn_det.int'
-VERSION = 1
+VERSION = 2
 
 
 class IntModelFormatError(ValueError):
@@ -123,6 +127,40 @@ def _load_npy(data: bytes, name: str, path: Path) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def _weight_qmin(n: Node) -> int:
+    bits = int(n.attrs.get('w_bits', 8))
+    return -(2 ** (bits - 1) - 1) if n.attrs.get('w_symmetric') else 0
+
+
+def _store_weight(n: Node, q: np.ndarray, spec: dict) -> np.ndarray:
+    """The stored form of integer weights ``q``: zero-centred ``q - z``, nibble-packed up to 4 bits.
+
+    ``spec`` gets ``centred`` (True when ``q - z`` is stored) and, for packed
+    weights, ``packed='nibbles'`` and ``qmin``: the nibbles hold
+    ``(q - z) - (qmin - z_c)`` per output channel ``c``.
+    """
+    zp = n.params.get('w_zero_point', np.zeros(1, np.int64))
+    if int(n.attrs.get('w_bits', 8)) <= 4:
+        qmin = _weight_qmin(n)
+        spec.update(centred=True, packed='nibbles', qmin=qmin)
+        offset = qmin - np.asarray(zp, np.int64).reshape(-1, *([1] * (q.ndim - 1)))
+        return pack_nibbles(np.broadcast_to(centered_weight(q, zp) - offset, q.shape), 0)
+    c8 = centered_int8(q, zp)
+    spec['centred'] = c8 is not None
+    return q if c8 is None else c8  # wide 8-bit asymmetric weights whose centred values need 9 bits stay q
+
+
+def _load_weight(params: Dict[str, np.ndarray], spec: dict) -> np.ndarray:
+    """Integer weights ``q`` back from their stored form (see :func:`_store_weight`)."""
+    a = params['weight']
+    shape = [int(v) for v in spec['shape']]
+    zp = np.asarray(params.get('w_zero_point', np.zeros(1, np.int64)), np.int64).reshape(
+        -1, *([1] * (len(shape) - 1)))
+    if spec.get('packed') == 'nibbles':
+        a = unpack_nibbles(a, 0, int(np.prod(shape))).reshape(shape) + (int(spec['qmin']) - zp)
+    return a.astype(np.int64) + zp if spec.get('centred') else a
+
+
 def save_int_model(path, graphs: Dict[str, IntGraph], meta: Dict[str, Any]) -> int:
     """Write graphs + meta to ``path`` atomically; returns the file size in bytes.
 
@@ -140,10 +178,8 @@ def save_int_model(path, graphs: Dict[str, IntGraph], meta: Dict[str, Any]) -> i
                 a = np.asarray(a)
                 spec = dict(dtype=str(a.dtype), shape=list(a.shape))
                 a = _compact(k, a)
-                if k == 'weight' and n.attrs.get('w_bits', 8) <= 4:
-                    qmin = -(2 ** (n.attrs['w_bits'] - 1) - 1) if n.attrs['w_symmetric'] else 0
-                    spec.update(packed='nibbles', qmin=qmin)
-                    a = pack_nibbles(a, qmin)
+                if k == 'weight':
+                    a = _store_weight(n, a, spec)
                 digest = hashlib.sha1(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).digest()
                 if digest not in seen:
                     seen[digest] = f'{stage}/{i}/{k}'
@@ -193,11 +229,11 @@ def load_int_model(path) -> Tuple[Dict[str, IntGraph], Dict[str, Any]]:
                     params = {}
                     for k, spec in nd['params'].items():
                         member = spec['key'] + '.npy'
-                        a = _load_npy(_read_member(z, member, path, size), member, path)
-                        if spec.get('packed') == 'nibbles':
-                            count = int(np.prod(spec['shape']))
-                            a = unpack_nibbles(a, spec['qmin'], count).reshape(spec['shape'])
-                        params[k] = a.astype(spec['dtype'])
+                        params[k] = _load_npy(_read_member(z, member, path, size), member, path)
+                    for k, spec in nd['params'].items():
+                        if k == 'weight':
+                            params[k] = _load_weight(params, spec)
+                        params[k] = params[k].astype(spec['dtype'])
                     nodes.append(Node(nd['op'], nd['name'], nd['inputs'], nd['outputs'], nd['attrs'], params))
                 graphs[stage] = IntGraph(nodes, {k: TensorQ(**t) for k, t in gd['tensors'].items()},
                                          gd['inputs'], gd['outputs'], gd['output_groups'])

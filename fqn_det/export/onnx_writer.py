@@ -5,10 +5,12 @@ QLinearAdd (com.microsoft; adds and requantizations), MaxPool and nearest
 Resize on uint8 tensors; DequantizeLinear only on the head outputs. Values of
 fewer than 8 bits live in 8-bit containers: a ``Clip`` after each requantizing
 op keeps them in ``[qmin, qmax]`` (onnxruntime saturates to the container's
-range only). Asymmetric activations are uint8; weights are uint8 (asymmetric)
-or int8 (symmetric). A head output with per-channel ranges is one QLinearConv per
-output channel (each with its own output scale), concatenated, and dequantized
-per axis.
+range only). Asymmetric activations are uint8. Weights are zero-centred int8
+``q - z`` with zero-point 0 for every scheme that fits (the fast u8s8 kernels);
+at opset 21 (the default) 4-bit weights are INT4 / UINT4 initializers, two per
+byte, cast to int8 when onnxruntime loads the model. A head output with
+per-channel ranges is one QLinearConv plus a per-channel clip, whatever the
+number of channels (:meth:`_Writer.per_channel_output`).
 """
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .fixed_point import multiplier_value
 from .graph import IntGraph, TensorQ
+from .weights import centered_int8
 
-OPSET = 17
+#: 21: 4-bit weights as INT4 / UINT4 initializers; 17: every weight in an 8-bit container
+OPSETS = (17, 21)
+OPSET = 21
 MS_DOMAIN = 'com.microsoft'
 
 
@@ -29,8 +35,12 @@ class OnnxExportError(RuntimeError):
 
 
 class _Writer:
-    def __init__(self, g: IntGraph, name: str) -> None:
-        self.g, self.name = g, name
+    def __init__(self, g: IntGraph, name: str, opset: int) -> None:
+        if opset not in OPSETS:
+            raise OnnxExportError(f'ONNX opset must be one of {OPSETS}, got {opset}')
+        self.g, self.name, self.opset = g, name, opset
+        #: per-channel head outputs written on a grid shifted to one zero-point (tensor -> that zero-point)
+        self.shifted_zp: Dict[str, int] = {}
         self.nodes: List[onnx.NodeProto] = []
         self.inits: List[onnx.TensorProto] = []
         self._consts: Dict[tuple, str] = {}
@@ -66,38 +76,111 @@ class _Writer:
         return self.node('Clip', [x, self.const(np.uint8(lo), np.uint8, 'lo'),
                                   self.const(np.uint8(hi), np.uint8, 'hi')], [out])
 
+    def weight(self, n, w: np.ndarray) -> tuple:
+        """``(weight, weight zero-point)`` inputs of QLinearConv / ConvInteger for integer weights ``w``.
+
+        Zero-centred int8 ``q - z`` with zero-point 0 whenever it fits (every
+        scheme of up to 7 bits, symmetric or not): onnxruntime's u8s8 kernels.
+        From opset 21 on, weights of up to 4 bits are stored as INT4 (centred
+        values in [-8, 7]) or UINT4 (``q``, then ``Sub`` of the zero-points)
+        initializers, two per byte, which onnxruntime folds to int8 at load time.
+        """
+        wz = n.params['w_zero_point']
+        c8 = centered_int8(w, wz)
+        if c8 is None:  # centred values need 9 bits: uint8 with zero-point (slow path, wide 8-bit weights only)
+            return (self.const(w.astype(np.uint8), np.uint8, 'w'),
+                    self.const(np.asarray(wz).astype(np.uint8), np.uint8, 'wz'))
+        zero = self.const(np.int8(0), np.int8, 'wz')
+        if self.opset < 21 or n.attrs['w_bits'] > 4:
+            return self.const(c8, np.int8, 'w'), zero
+        q = np.asarray(w).astype(np.int64)
+        if c8.size == 0 or (int(c8.min()) >= -8 and int(c8.max()) <= 7):
+            stored, dtype, offset = c8.astype(np.int64), TensorProto.INT4, None
+        elif int(q.min()) >= 0 and int(q.max()) <= 15:
+            stored, dtype = q, TensorProto.UINT4
+            offset = np.asarray(wz).astype(np.int8).reshape(-1, *([1] * (w.ndim - 1)))
+        else:
+            return self.const(c8, np.int8, 'w'), zero
+        key = ('int4', dtype, stored.shape, stored.tobytes(), None if offset is None else offset.tobytes())
+        if key not in self._consts:
+            self._n += 1
+            name = f'w4_{self._n}'
+            self.inits.append(helper.make_tensor(name, dtype, list(stored.shape),
+                                                 _pack4(stored).tobytes(), raw=True))
+            out = self.node('Cast', [name], to=TensorProto.INT8)
+            if offset is not None:
+                out = self.node('Sub', [out, self.const(offset, np.int8, 'wzc')])
+            self._consts[key] = out
+        return self._consts[key], zero
+
     def weighted(self, n, linear: bool) -> None:
         x, y = n.inputs[0], n.outputs[0]
         tx, ty = self.g.tensors[x], self.g.tensors[y]
         w = n.params['weight']
-        wdt = np.int8 if n.attrs['w_symmetric'] else np.uint8
         if linear:
             w = w.reshape(*w.shape, 1, 1)
             x = self.node('Unsqueeze', [x, self.const(np.array([2, 3], np.int64), np.int64, 'axes')])
-        xs, xz = self.qparams(tx)
         attrs = {} if linear else dict(strides=n.attrs['stride'], dilations=n.attrs['dilation'],
                                        group=n.attrs['groups'], pads=n.attrs['padding'] * 2)
-        ws, wz, b = n.params['w_scale'], n.params['w_zero_point'], n.params['bias']
-
-        def qconv(sl: slice, yq: TensorQ) -> str:
-            return self.node('QLinearConv', [
-                x, xs, xz, self.const(w[sl].astype(wdt), wdt, 'w'), self.const(ws[sl].astype(np.float32), np.float32,
-                                                                               'ws'),
-                self.const(wz[sl].astype(wdt), wdt, 'wz'), *self.qparams(yq),
-                self.const(b[sl].astype(np.int32), np.int32, 'b')], **attrs)
-
+        wq, wz = self.weight(n, w)
+        xs, xz = self.qparams(tx)
+        b = self.const(n.params['bias'].astype(np.int32), np.int32, 'b')
         if ty.per_channel:
-            # QLinearConv takes one output scale: one conv per output channel, each on its own grid
-            if ty.axis != 1 or (not linear and n.attrs['groups'] != 1):
-                raise OnnxExportError(f'{n.name}: per-channel outputs need axis 1 and an ungrouped conv')
-            conv = self.node('Concat', [qconv(slice(c, c + 1), TensorQ(ty.scale[c], ty.zero_point[c], ty.qmin,
-                                                                       ty.qmax))
-                                        for c in range(w.shape[0])], axis=1)
+            if ty.axis != 1:
+                raise OnnxExportError(f'{n.name}: per-channel outputs need axis 1, got {ty.axis}')
+            conv = self.per_channel_output(n, x, xz, wq, wz, b, ty, attrs)
         else:
-            conv = qconv(slice(None), ty)
-        if linear:
-            conv = self.node('Flatten', [conv], axis=1)
-        self.clip(conv, n.attrs['lo'], ty.qmax, y)
+            ws = self.const(n.params['w_scale'].astype(np.float32), np.float32, 'ws')
+            conv = self.node('QLinearConv', [x, xs, xz, wq, ws, wz, *self.qparams(ty), b], **attrs)
+            if linear:
+                conv = self.node('Flatten', [conv], axis=1)
+            self.clip(conv, n.attrs['lo'], ty.qmax, y)
+            return
+        self.node('Flatten' if linear else 'Identity', [conv], [y], **({'axis': 1} if linear else {}))
+
+    def per_channel_output(self, n, x, xz, wq, wz, b, ty: TensorQ, attrs) -> str:
+        """A conv whose output has one range per channel, in a constant number of nodes.
+
+        The requantization multipliers ``M_c = s_x * s_w,c / s_y,c`` are per
+        channel anyway; only the output zero-points ``z_c`` differ from a
+        per-tensor output. QLinearConv with unit input/output scales, weight
+        scales ``M_c`` and one zero-point ``Z`` computes ``Z + round(acc_c * M_c)``;
+        per-channel Max / Min clip it to ``[lo - z_c, qmax - z_c] + Z``, which is
+        ``q_c - z_c + Z``: the engine's integer on a grid shifted by ``Z - z_c``
+        (recorded for the dequantization). When no ``Z`` keeps every channel's
+        range inside uint8 (outputs of 8 bits), ConvInteger gives the int32
+        accumulators and the requantization is a few float vector ops.
+        """
+        cout = n.params['bias'].shape[0]
+        m = multiplier_value(n.params['m0'], n.params['shift'])
+        m = np.broadcast_to(m, (cout,)).astype(np.float32)
+        zc = np.broadcast_to(np.asarray(ty.zero_point, np.int64), (cout,))
+        lo = np.broadcast_to(np.asarray(n.attrs['lo'], np.int64), (cout,))
+        shape = (1, cout, 1, 1)
+        z_min, z_max = int((zc - lo).max()), 255 - int((ty.qmax - zc).max())
+        if z_min <= z_max:
+            big_z = z_min
+            one = self.const(np.float32(1.0), np.float32, 's')
+            conv = self.node('QLinearConv', [x, one, xz, wq, self.const(m, np.float32, 'm'), wz, one,
+                                             self.const(np.uint8(big_z), np.uint8, 'zp'), b], **attrs)
+            conv = self.node('Max', [conv, self.const((lo - zc + big_z).astype(np.uint8).reshape(shape),
+                                                      np.uint8, 'lo')])
+            out = self.node('Min', [conv, self.const((ty.qmax - zc + big_z).astype(np.uint8).reshape(shape),
+                                                     np.uint8, 'hi')])
+            self.shifted_zp[n.outputs[0]] = big_z
+            return out
+        if centered_int8(n.params['weight'], n.params['w_zero_point']) is None:
+            raise OnnxExportError(f'{n.name}: 8-bit per-channel outputs need weights whose centred values fit '
+                                  'int8 (onnxruntime\'s ConvInteger takes one weight zero-point)')
+        acc = self.node('ConvInteger', [x, wq, xz, wz], **attrs)
+        acc = self.node('Add', [acc, self.const(n.params['bias'].astype(np.int32).reshape(shape), np.int32, 'b')])
+        v = self.node('Round', [self.node('Mul', [self.node('Cast', [acc], to=TensorProto.FLOAT),
+                                                  self.const(m.reshape(shape), np.float32, 'm')])])
+        v = self.node('Add', [v, self.const(zc.astype(np.float32).reshape(shape), np.float32, 'zc')])
+        v = self.node('Min', [self.node('Max', [v, self.const(lo.astype(np.float32).reshape(shape), np.float32,
+                                                              'lo')]),
+                              self.const(np.float32(ty.qmax), np.float32, 'hi')])
+        return self.node('Cast', [v], to=TensorProto.UINT8)
 
     def qadd(self, a: str, ta: TensorQ, b: str, tb: TensorQ, ty: TensorQ, out: str, lo: int) -> None:
         s = self.node('QLinearAdd', [a, *self.qparams(ta), b, *self.qparams(tb), *self.qparams(ty)],
@@ -114,6 +197,8 @@ class _Writer:
                 inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ['N', 3, 'H', 'W']))
         for n in g.nodes:
             x, y = n.inputs[0], n.outputs[0]
+            if n.op != 'dequantize' and any(i in self.shifted_zp for i in n.inputs):
+                raise OnnxExportError(f'{n.name}: reads a per-channel head output; only dequantize can')
             if n.op == 'quantize':
                 ty = g.tensors[y]
                 q = self.node('QuantizeLinear', [x, *self.qparams(ty)])
@@ -148,8 +233,10 @@ class _Writer:
                 self.node('Flatten', [x], [y], axis=1)
             elif n.op == 'dequantize':
                 t = g.tensors[x]
-                self.node('DequantizeLinear', [x, *self.qparams(t)], [y], **({'axis': t.axis} if t.per_channel
-                                                                             else {}))
+                s, zp = self.qparams(t)
+                if x in self.shifted_zp:
+                    zp = self.const(np.full(len(t.scale), self.shifted_zp[x], np.uint8), np.uint8, 'zp')
+                self.node('DequantizeLinear', [x, s, zp], [y], **({'axis': t.axis} if t.per_channel else {}))
             else:
                 raise OnnxExportError(f'no ONNX mapping for op {n.op!r} ({n.name})')
         producer = {o: n for n in g.nodes for o in n.outputs}
@@ -162,16 +249,36 @@ class _Writer:
             dims = [f'{name}_d{i}' for i in range(rank)]
             outputs.append(helper.make_tensor_value_info(name, dt, dims))
         graph = helper.make_graph(self.nodes, self.name, inputs, outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET),
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', self.opset),
                                                         helper.make_opsetid(MS_DOMAIN, 1)],
                                   producer_name='fqn_det')
-        model.ir_version = 8
+        model.ir_version = 10 if self.opset >= 21 else 8  # INT4 tensors need IR version 10
         return model
 
 
-def to_onnx(g: IntGraph, name: str = 'fqn_det') -> onnx.ModelProto:
-    """The ONNX model of an integer graph (checked with ``onnx.checker``)."""
-    model = _Writer(g, name).write()
+def _pack4(v: np.ndarray) -> np.ndarray:
+    """4-bit values (two's complement for INT4) two per byte, first element in the low nibble (ONNX's order)."""
+    u = (np.asarray(v).astype(np.int64).reshape(-1) & 0x0F).astype(np.uint8)
+    if u.size % 2:
+        u = np.concatenate([u, np.zeros(1, np.uint8)])
+    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+
+
+def uses_int4(model: onnx.ModelProto) -> bool:
+    """True if the model stores INT4 / UINT4 initializers (opset 21)."""
+    return any(t.data_type in (TensorProto.INT4, TensorProto.UINT4) for t in model.graph.initializer)
+
+
+def to_onnx(g: IntGraph, name: str = 'fqn_det', opset: int = OPSET) -> onnx.ModelProto:
+    """The ONNX model of an integer graph (checked with ``onnx.checker``).
+
+    Args:
+        g (IntGraph): The graph.
+        name (str): The ONNX graph name.
+        opset (int): 21 (default): weights of up to 4 bits stored in 4 bits (INT4 / UINT4);
+            17: every weight in an 8-bit container, for runtimes without INT4.
+    """
+    model = _Writer(g, name, opset).write()
     onnx.checker.check_model(model)
     return model
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .fixed_point import quantize_multiplier
@@ -57,6 +58,14 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
                       aligned: bool = True, finest_scale: int = 56) -> Tensor:
     """Integer RoI features ``(num_rois, C, out_h, out_w)`` (int64 levels of ``out_q``).
 
+    All RoIs of a level are one batched computation: every output bin is a
+    bag of (sample, corner) entries whose integer weights multiply rows of the
+    level's ``(N*H*W, C)`` feature table, summed by ``embedding_bag`` over the
+    entries with non-zero weight, in float32 where the bins' bound
+    ``sum(weights) * max|q - z|`` is below 2^24 and in float64 otherwise (integer
+    products and sums below those limits are exact). The RoIs of a level are
+    sorted by sampling-grid size and taken :data:`CHUNK_ROIS` at a time.
+
     Args:
         feats: int64 feature maps per level ``(N, C, H, W)``.
         feat_q: Their quantization.
@@ -80,35 +89,66 @@ def integer_roi_align(feats: Sequence[Tensor], feat_q: Sequence[TensorQ], rois: 
             continue
         m0, shift = quantize_multiplier(tq.scale / out_q.scale)
         m0, n = int(m0[0]), 31 + int(shift[0]) + WEIGHT_BITS
-        fc = f - tq.zero_point  # centred integers
-        for r in idx.tolist():
-            out[r] = out_q.zero_point + _roi(fc, rois[r], 1.0 / stride, out_h, out_w, sampling_ratio,
-                                             aligned, m0, n)
+        # one row per (image, y, x) of centred integers; float32 / float64 hold them exactly
+        max_abs = tq.max_abs_centered
+        table = f.permute(0, 2, 3, 1).reshape(-1, c).to(torch.float32 if max_abs < 2 ** 24 else torch.float64)
+        table -= tq.zero_point
+        x1, y1, bh, bw, gh, gw = _sample_grid(rois[idx], 1.0 / stride, out_h, out_w, sampling_ratio, aligned)
+        # RoIs sorted by grid size, in chunks that pad to their own largest grid (little padding)
+        order = torch.argsort(gh * gw, stable=True)
+        for s in range(0, idx.numel(), CHUNK_ROIS):
+            sl = order[s:s + CHUNK_ROIS]
+            acc = _level_acc(table, max_abs, f.shape, rois[idx[sl], 0].long(), x1[sl], y1[sl], bh[sl], bw[sl],
+                             gh[sl], gw[sl], out_h, out_w)
+            count = (gh[sl] * gw[sl]).clamp(min=1)
+            den = (1 << n) * count if n < 62 else torch.full_like(count, 1 << 62)
+            out[idx[sl]] = out_q.zero_point + _round_div(acc * m0, den.reshape(-1, 1, 1, 1))
     return out.clamp_(out_q.qmin, out_q.qmax)
 
 
-def _roi(fc: Tensor, roi: Tensor, scale: float, out_h: int, out_w: int, sampling_ratio: int,
-         aligned: bool, m0: int, n: int) -> Tensor:
-    _, c, h, w = fc.shape
-    x1, y1, bh, bw, gh, gw = _sample_grid(roi[None], scale, out_h, out_w, sampling_ratio, aligned)
-    gh, gw = int(gh), int(gw)
-    count = max(gh * gw, 1)
-    iy = (torch.arange(gh, dtype=torch.float64) + 0.5) / max(gh, 1)
-    ix = (torch.arange(gw, dtype=torch.float64) + 0.5) / max(gw, 1)
-    ys = float(y1) + (torch.arange(out_h, dtype=torch.float64)[:, None] + iy[None]) * float(bh)  # (out_h, gh)
-    xs = float(x1) + (torch.arange(out_w, dtype=torch.float64)[:, None] + ix[None]) * float(bw)  # (out_w, gw)
-    ylo, yhi, wy0, wy1, vy = _axis(ys.reshape(-1), h)
-    xlo, xhi, wx0, wx1, vx = _axis(xs.reshape(-1), w)
-    img = fc[int(roi[0])]  # (C, H, W) int64
-    acc = torch.zeros(c, ylo.numel(), xlo.numel(), dtype=torch.int64)
-    for yi, wy in ((ylo, wy0), (yhi, wy1)):
-        for xi, wx in ((xlo, wx0), (xhi, wx1)):
-            wgt = torch.round(wy[:, None] * wx[None, :] * (1 << WEIGHT_BITS)).long()
-            wgt = wgt * (vy[:, None] & vx[None, :])
-            acc += img[:, yi][:, :, xi] * wgt[None]
-    acc = acc.reshape(c, out_h, gh, out_w, gw).sum((2, 4))
-    den = torch.tensor((1 << n) * count if n < 62 else 1 << 62, dtype=torch.int64)
-    return _round_div(acc * m0, den)
+#: RoIs handled at once (bounds memory; each chunk pads to its own largest sampling grid).
+CHUNK_ROIS = 128
+
+
+def _level_acc(table: Tensor, max_abs: int, fshape, batch: Tensor, x1: Tensor, y1: Tensor, bh: Tensor, bw: Tensor,
+               gh: Tensor, gw: Tensor, out_h: int, out_w: int) -> Tensor:
+    """``acc[r, c, ph, pw] = sum_samples sum_4 W * (q - z)`` (int64) for RoIs sharing one level."""
+    _, c, h, w = fshape
+    r = x1.shape[0]
+    g_h, g_w = max(int(gh.max()), 1), max(int(gw.max()), 1)
+    ys, vsy = _positions(y1, bh, gh, out_h, g_h)  # (R, out_h, G_h)
+    xs, vsx = _positions(x1, bw, gw, out_w, g_w)
+    ylo, yhi, wy0, wy1, vy = _axis(ys, h)
+    xlo, xhi, wx0, wx1, vx = _axis(xs, w)
+    # entries (R, out_h, out_w, G_h, G_w, corner_y, corner_x)
+    yi = torch.stack([ylo, yhi], -1)[:, :, None, :, None, :, None]
+    wy = torch.stack([wy0, wy1], -1)[:, :, None, :, None, :, None]
+    xi = torch.stack([xlo, xhi], -1)[:, None, :, None, :, None, :]
+    wx = torch.stack([wx0, wx1], -1)[:, None, :, None, :, None, :]
+    valid = ((vy & vsy)[:, :, None, :, None, None, None] & (vx & vsx)[:, None, :, None, :, None, None])
+    wgt = torch.round(wy * wx * (1 << WEIGHT_BITS)).long() * valid
+    rows = (batch.reshape(-1, 1, 1, 1, 1, 1, 1) * h + yi) * w + xi
+    # only the entries that contribute: padding samples, invalid and zero-weight corners dropped
+    keep = (wgt != 0).reshape(r * out_h * out_w, -1)
+    counts = keep.sum(1)
+    offsets = torch.cumsum(counts, 0) - counts
+    wgt_kept = wgt.reshape(keep.shape)[keep]
+    # |acc| <= sum(weights of a bin) * max|q - z|: float32 where that is < 2^24 (exact), else float64
+    bound = int(wgt.reshape(keep.shape).sum(1).max()) if wgt.numel() else 0
+    dtype = torch.float32 if bound * max_abs < 2 ** 24 else torch.float64
+    acc = F.embedding_bag(rows.expand(wgt.shape).reshape(keep.shape)[keep], table.to(dtype), offsets, mode='sum',
+                          per_sample_weights=wgt_kept.to(dtype))
+    return acc.reshape(r, out_h, out_w, c).permute(0, 3, 1, 2).round().long()
+
+
+def _positions(start: Tensor, bin_size: Tensor, grid: Tensor, out: int, g_max: int):
+    """Sample coordinates ``(R, out, g_max)`` along one axis (as mmcv) and which of them exist."""
+    i = torch.arange(g_max, dtype=torch.float64)
+    frac = (i[None] + 0.5) / grid.clamp(min=1)[:, None].double()  # (R, g_max)
+    pos = start.double()[:, None, None] + (torch.arange(out, dtype=torch.float64)[None, :, None]
+                                           + frac[:, None, :]) * bin_size.double()[:, None, None]
+    exists = (torch.arange(g_max)[None] < grid[:, None])[:, None, :].expand(pos.shape)
+    return pos, exists
 
 
 def _axis(v: Tensor, size: int):

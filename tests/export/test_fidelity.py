@@ -1,5 +1,6 @@
 """Integer engine vs fake-quantized model vs onnxruntime, RetinaNet and Faster R-CNN."""
 import numpy as np
+import onnx
 import pytest
 import torch
 from mmcv.ops import RoIAlign
@@ -9,7 +10,7 @@ from conftest import batch, build_quantized, calibrate_on, tiny_model_cfg
 from fqn_det.export.detectors import build_graphs
 from fqn_det.export.engine import IntegerEngine
 from fqn_det.export.graph import TensorQ
-from fqn_det.export.onnx_writer import ort_session, run_onnx, to_onnx
+from fqn_det.export.onnx_writer import ort_session, run_onnx, to_onnx, uses_int4
 from fqn_det.export.roi_align import integer_roi_align, map_roi_levels
 
 
@@ -47,7 +48,22 @@ def _agreement(pairs):
 
 
 def _check_onnx(g, feeds, out):
-    sess = ort_session(to_onnx(g))
+    """Both ONNX files (opset 21, 4-bit weights in INT4 / UINT4; opset 17, 8-bit containers) == the engine."""
+    for opset in (21, 17):
+        model = to_onnx(g, opset=opset)
+        w4 = all(n.attrs['w_bits'] <= 4 for n in g.nodes if n.op in ('conv', 'linear'))
+        assert uses_int4(model) == (opset == 21 and w4)
+        # every weight zero-centred int8 with zero-point 0; per-channel outputs add a constant number of nodes
+        narrow = all(n.attrs['w_bits'] <= 7 for n in g.nodes if n.op in ('conv', 'linear'))
+        assert not narrow or not [t.name for t in model.graph.initializer
+                                  if t.data_type == onnx.TensorProto.UINT8 and t.name.startswith('w_')]
+        n_weighted = sum(n.op in ('conv', 'linear') for n in g.nodes)
+        assert sum(n.op_type == 'QLinearConv' for n in model.graph.node) == n_weighted
+        _check_onnx_model(g, model, feeds, out)
+
+
+def _check_onnx_model(g, model, feeds, out):
+    sess = ort_session(model)
     o = run_onnx(sess, {k: (v.numpy().astype(np.uint8) if k in g.tensors else v.numpy()) for k, v in feeds.items()})
     pairs = []
     for name in g.outputs:

@@ -107,3 +107,46 @@ def test_per_channel_output_quantization_round_trips(tmp_path):
     t = graphs['features'].tensors['pc_out']
     assert t == TensorQ([0.5, 0.25], [3, 9], 0, 15, axis=1) and t.per_channel
     assert graphs['features'].tensors[out] == g.tensors[out] and not graphs['features'].tensors[out].per_channel
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(symmetric=True), dict(w_bits=3), dict(w_bits=8, w_range=(70, 180)),
+                                dict(w_bits=8, w_range=(0, 255)), dict(out_per_channel=True, linear=True)],
+                         ids=['w4-asym', 'w4-sym', 'w3', 'w8-centred', 'w8-wide', 'linear-pc'])
+def test_zero_centred_layout_round_trip(tmp_path, kw):
+    from graphs import conv_graph
+    g = conv_graph(**kw)
+    save_int_model(tmp_path / 'm.fqnint', {'features': g}, {})
+    h = load_int_model(tmp_path / 'm.fqnint')[0]['features']
+    for a, b in zip(g.nodes, h.nodes):
+        for k, v in a.params.items():
+            assert np.array_equal(v, b.params[k]) and v.dtype == b.params[k].dtype, k
+    with zipfile.ZipFile(tmp_path / 'm.fqnint') as z:
+        header = json.loads(z.read('header.json'))
+        node = next(n for n in header['graphs']['features']['nodes'] if n['name'] == 'layer')
+        stored = np.load(z.open(node['params']['weight']['key'] + '.npy'))
+    spec = node['params']['weight']
+    w = g.nodes[-2].params['weight']
+    if kw.get('w_bits', 4) <= 4:  # packed two per byte
+        assert spec['packed'] == 'nibbles' and spec['centred'] and stored.size == (w.size + 1) // 2
+    elif kw.get('w_range') == (0, 255):  # centred values need 9 bits: stored as q
+        assert not spec['centred'] and stored.dtype == np.uint8
+    else:  # the int8 tensor the kernels read
+        zp = g.nodes[-2].params['w_zero_point'].reshape(-1, 1, 1, 1)
+        assert spec['centred'] and stored.dtype == np.int8
+        assert np.array_equal(stored, w.astype(np.int64) - zp)
+
+
+def test_a_version_1_file_is_refused_naming_file_and_versions(tmp_path):
+    p = tmp_path / 'old.fqnint'
+    save_int_model(p, {'features': _graph()}, {})
+    with zipfile.ZipFile(p) as z:
+        items = {n: z.read(n) for n in z.namelist()}
+    header = json.loads(items['header.json'])
+    header['version'] = 1
+    items['header.json'] = json.dumps(header).encode()
+    with zipfile.ZipFile(p, 'w') as z:
+        for n, b in items.items():
+            z.writestr(n, b)
+    with pytest.raises(IntModelFormatError, match=r'old.fqnint: integer model format version 1 is not supported '
+                                                  r'\(this fqn_det reads version 2\); re-export'):
+        load_int_model(p)

@@ -122,6 +122,11 @@ def test_train_checkpoint_resume_test(kind, data, tmp_path):
     for exported in ('model.fqnint', 'model.onnx'):
         out = tool('test.py', q_cfg, tmp_path / 'exp' / exported, '--work-dir', tmp_path / 'test', *test_opts)
         assert abs(coco_map(out) - fq_map) <= 0.1, (exported, coco_map(out), fq_map)
+    # the opset-17 ONNX (8-bit weight containers, for runtimes without INT4): the same mAP
+    tool('export.py', q_cfg, e2, '--out', tmp_path / 'exp17', '--onnx-opset', '17', *test_opts)
+    assert 'ONNX opset 17 (8-bit weight containers)' in (tmp_path / 'exp17' / 'report.md').read_text()
+    out = tool('test.py', q_cfg, tmp_path / 'exp17' / 'model.onnx', '--work-dir', tmp_path / 'test', *test_opts)
+    assert abs(coco_map(out) - fq_map) <= 0.1, ('opset 17', coco_map(out), fq_map)
     # exporting a float (never calibrated) checkpoint is refused, nothing written
     res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), str(q_cfg), str(fp_ckpt), '--out',
                           str(tmp_path / 'bad'), *test_opts], cwd=ROOT, capture_output=True, text=True)
