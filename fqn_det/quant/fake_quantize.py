@@ -18,14 +18,6 @@ from .observers import (NonFiniteActivationError, StreamingHistogram, batch_rang
 from .qscheme import QScheme
 
 
-#: Activations of a model in eval mode are fake-quantized (and so carried through the layers) in
-#: float64: every quantized value ``(q - z) * s`` and every accumulator is then exact, as in the
-#: integer engine, and rounding sees the same ``x / s + z``. In float32 the accumulation and the
-#: requantization differ from the integer result near rounding ties often enough at 8 bits
-#: (about 1 value in 10^3 per layer) to compound with depth. Training stays in float32.
-EVAL_DTYPE = torch.float64
-
-
 class NotCalibratedError(RuntimeError):
     """A quantizer was used for inference before its range was set."""
 
@@ -293,9 +285,6 @@ class ActQuantizer(nn.Module):
                 f'activation range of {self.name or "quantizer"} was never set: calibrate the model '
                 '(FQNCalibrationHook) or load a fine-tuned checkpoint before inference')
         s = self.scheme
-        if not self.training:
-            # inference: float64, the integer engine's arithmetic (see EVAL_DTYPE)
-            x = x.to(EVAL_DTYPE)
         return fake_quantize(x, self.scale, self.zero_point, s.quant_min, s.quant_max, self.axis)
 
     def extra_repr(self) -> str:

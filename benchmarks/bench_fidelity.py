@@ -1,0 +1,153 @@
+"""Fidelity of the three inference paths per bit width: fake-quant, integer engine, onnxruntime.
+
+    python benchmarks/bench_fidelity.py --checkpoint work_dirs/demo/fp32.pth --data work_dirs/demo/data \
+        --out benchmarks/results/fidelity_bits.md
+
+Every row starts from the same FP32 checkpoint of the demo-width RetinaNet:
+weights per channel, FQN percentile calibration of the activation ranges on
+``--num-batches`` training batches (post-training, no fine-tuning), then the
+integer export. Each row reports the COCO bbox mAP of the fake-quantized model,
+of the integer engine and of onnxruntime on the same validation split, and,
+on ``--compare-batches`` validation batches, the share of head-output integers
+each integer path has identical to the fake-quantized model's and the largest
+difference in quantization steps.
+"""
+import argparse
+import copy
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_dfq import load_cfg  # noqa: E402
+from common import write_results  # noqa: E402
+
+SETTINGS = [(b, b) for b in range(2, 9)] + [(4, 8), (8, 4)]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', default='configs/synthetic/retina_r18_tiny_int4.py')
+    p.add_argument('--checkpoint', default='work_dirs/demo/fp32.pth', help='trained FP32 mmdet checkpoint')
+    p.add_argument('--data', default='work_dirs/demo/data')
+    p.add_argument('--img-size', type=int, default=128)
+    p.add_argument('--num-batches', type=int, default=20, help='calibration batches')
+    p.add_argument('--compare-batches', type=int, default=4, help='validation batches for the integer comparison')
+    p.add_argument('--only', nargs='*', help='settings to run, e.g. W8A8 W4A8 (default: W2A2..W8A8, W4A8, W8A4)')
+    p.add_argument('--note', default='', help='a sentence about the checkpoint, written to the results')
+    p.add_argument('--out', help='write the results markdown here')
+    from fqn_det.utils.cli import add_common_args
+    add_common_args(p)
+    return p.parse_args()
+
+
+def head_integers(model, engine, onnx, loader, batches: int):
+    """Head-output integers of fake-quant vs engine and vs onnxruntime: (identical share, max steps) each."""
+    import torch
+    head = model.detector.bbox_head
+    g = engine.graphs['features']
+    agree = {'engine': [0, 0, 0], 'onnxruntime': [0, 0, 0]}  # identical, total, max difference
+    with torch.no_grad():
+        for i, data in enumerate(loader):
+            if i == batches:
+                break
+            x = model.data_preprocessor(data, False)['inputs']
+            cls, reg = head(model.detector.extract_feat(x))
+            fq = {}
+            for lvl in range(len(cls)):
+                for name, out, q in (('cls_score', cls, head.retina_cls), ('bbox_pred', reg, head.retina_reg)):
+                    oq = q.out_quant[lvl]
+                    s = oq.scale.double().reshape(1, -1, 1, 1) if oq.per_channel else oq.scale.double()
+                    z = oq.zero_point.reshape(1, -1, 1, 1) if oq.per_channel else oq.zero_point
+                    fq[f'{name}.{lvl}'] = torch.round(out[lvl].double() / s + z).long()
+            ints = {'engine': engine.run('features', {'image': x})['_int']}
+            o = onnx.run('features', {'image': x})
+            ints['onnxruntime'] = {}
+            for k in fq:
+                t = g.tensors[next(n for n in g.nodes if n.outputs[0] == k).inputs[0]]
+                scale, zp = t.broadcast(o[k].dim())
+                ints['onnxruntime'][k] = torch.round(o[k].double() / scale + zp).long()
+            for path, got in ints.items():
+                for k, ref in fq.items():
+                    d = (got[k] - ref).abs()
+                    a = agree[path]
+                    a[0] += int((d == 0).sum())
+                    a[1] += d.numel()
+                    a[2] = max(a[2], int(d.max()))
+    return {k: (v[0] / v[1], v[2]) for k, v in agree.items()}
+
+
+def main():
+    args = parse_args()
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f'error: FP32 checkpoint not found: {args.checkpoint}')
+    from mmdet.registry import MODELS
+    from mmengine.runner import Runner, load_checkpoint
+
+    from fqn_det.dfq.ptq import batch_runner, post_training_quantize
+    from fqn_det.export.backends import load_backend
+    from fqn_det.export.exporter import export_model
+    from fqn_det.models.integer_detector import IntegerDetector
+    from fqn_det.utils.cli import build_runner
+
+    work = Path(tempfile.mkdtemp(prefix='bench_fidelity_'))
+    try:
+        cfg = load_cfg(args.config, args)
+        cfg.work_dir = str(work / 'runner')
+        runner = build_runner(cfg)
+        loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+        val_loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
+        chosen = [s for s in SETTINGS if not args.only or f'W{s[0]}A{s[1]}' in args.only]
+        rows = []
+        for wb, ab in chosen:
+            t = time.time()
+            qc = copy.deepcopy(dict(cfg.model.quant_cfg))
+            qc['weight'] = dict(qc.get('weight', {}), bits=wb)
+            qc['act'] = dict(qc.get('act', {}), bits=ab)
+            qc['dfq_init'] = False
+            model = MODELS.build(dict(cfg.model, quant_cfg=qc))
+            load_checkpoint(model, args.checkpoint, map_location='cpu', logger='silent')
+            model.eval()
+            post_training_quantize(model, ranges='calibrated',
+                                   run_batches=batch_runner(model, loader, args.num_batches, seed=0))
+            out = work / f'w{wb}a{ab}'
+            export_model(model, cfg.model.detector, out)
+            runner.model = model
+            maps = {'fake-quant': runner.test()['coco/bbox_mAP']}
+            for backend, f in (('engine', 'model.fqnint'), ('onnxruntime', 'model.onnx')):
+                runner.model = IntegerDetector(str(out / f), backend, test_cfg=cfg.model.detector.get('test_cfg'),
+                                               config_detector=cfg.model.detector.type)
+                maps[backend] = runner.test().get('coco/bbox_mAP', 0.0)
+            (eng, _), (ort, _) = (load_backend(out, b) for b in ('engine', 'onnxruntime'))
+            same = head_integers(model, eng, ort, val_loader, args.compare_batches)
+            rows.append((f'W{wb}A{ab}', maps, same, time.time() - t))
+            print(f'W{wb}A{ab}: mAP fake-quant {maps["fake-quant"]:.4f} engine {maps["engine"]:.4f} '
+                  f'onnxruntime {maps["onnxruntime"]:.4f}; identical integers engine '
+                  f'{100 * same["engine"][0]:.3f} % (max {same["engine"][1]}), onnxruntime '
+                  f'{100 * same["onnxruntime"][0]:.3f} % (max {same["onnxruntime"][1]})', flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lines = ['| setting | fake-quant mAP | engine mAP | onnxruntime mAP | engine: identical head-output '
+             'integers | engine: max steps | onnxruntime: identical | onnxruntime: max steps | time |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for name, m, s, secs in rows:
+        lines.append(f"| {name} | {m['fake-quant']:.4f} | {m['engine']:.4f} | {m['onnxruntime']:.4f} | "
+                     f"{100 * s['engine'][0]:.3f} % | {s['engine'][1]} | {100 * s['onnxruntime'][0]:.3f} % | "
+                     f"{s['onnxruntime'][1]} | {secs:.0f}s |")
+    table = '\n'.join(lines)
+    print('\n' + table)
+    if args.out:
+        settings = [f'config: `{args.config}` (weights per channel, asymmetric), FP32 checkpoint '
+                    f'`{args.checkpoint}`' + (f': {args.note}' if args.note else ''),
+                    f'data: `{args.data}` at {args.img_size}px; calibration: {args.num_batches} training batches '
+                    f'(post-training, no fine-tuning); integers compared on {args.compare_batches} validation '
+                    'batches, all head outputs (5 levels, classification and box)']
+        write_results(args.out, 'Fidelity per bit width: fake-quant, integer engine, onnxruntime', settings, table)
+
+
+if __name__ == '__main__':
+    main()
