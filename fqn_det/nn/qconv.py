@@ -47,7 +47,7 @@ class UnlinkedInputError(RuntimeError):
 
 
 def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer,
-                  name: str = 'quantized layer') -> Optional[Tensor]:
+                  owner: Optional[nn.Module] = None) -> Optional[Tensor]:
     """Round ``b`` to the int32 grid ``s_in * s_w`` integer inference uses (STE gradient).
 
     ``in_quants[site]`` is the quantizer that produced this layer's input at that
@@ -61,6 +61,7 @@ def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: Weig
     """
     q_in = in_quants[site] if site < len(in_quants) else None
     if q_in is None:
+        name = owner.out_quant[site].name if owner is not None else 'quantized layer'
         raise UnlinkedInputError(
             f'{name}: no input quantizer linked at call site {site}; layers of a converted '
             'model are linked by quantize_detector, a layer used on its own needs link_input(quantizer, site)')
@@ -164,8 +165,7 @@ class QConv2d(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq, b = self._quantized_weight_bias(x)
-        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant,
-                                               self.out_quant[site].name))
+        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant, self))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
@@ -220,8 +220,7 @@ class QLinear(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq = self.w_quant(self.linear.weight)
-        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant,
-                                            self.out_quant[site].name))
+        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant, self))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
