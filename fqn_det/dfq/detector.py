@@ -4,9 +4,12 @@ BN is folded for good first (weights and biases take the folded values, the BN
 modules become identities, so checkpoint keys stay those of the config's model)
 and each folded layer remembers its BN output statistics (``mean = beta``,
 ``std = |gamma|``), updated by every transform, for absorption and analytic
-bias correction. Pairs joined by a ReLU inside ResNet blocks and the stacked
-head convs/FCs are equalized; everything else is listed as skipped with the
-reason. Head convs shared across FPN levels stay shared (only weights change).
+bias correction. The pairs come from the detector's dataflow
+(:mod:`fqn_det.dfq.pairs`): a layer with a fused ReLU read only by
+convs/linears (inside ResNet blocks, the stacked head convs/FCs); everything
+else is listed as skipped with the reason. Head convs shared across FPN levels
+stay shared (only weights change). Grouped convs (ResNeXt) are handled in their
+dense, block-diagonal form (:mod:`fqn_det.dfq.grouped`).
 """
 from __future__ import annotations
 
@@ -18,12 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import QConv2d, QLinear
-from ..nn.qheads import QRetinaHead, QRPNHead
-from ..nn.qresnet import QBasicBlock, QBottleneck
-from ..nn.qroi_head import QConvFCBBoxHead
 from .absorb import absorb, absorption_amount
 from .bias_correction import corrected_bias
 from .equalize import apply_scales, equalization_scales
+from .grouped import dense, grouped
+from .pairs import pairs_from_dataflow
 from .stats import relu_moments
 
 Layer = nn.Module  # QConv2d or QLinear
@@ -98,45 +100,20 @@ def fold_bn_permanently(model: nn.Module) -> int:
     return n
 
 
+def get_dense_wb(m: Layer) -> Tuple[Tensor, Tensor]:
+    """:func:`get_wb` with a grouped conv's weight in its dense (block-diagonal) form."""
+    w, b = get_wb(m)
+    return dense(m, w), b
+
+
+def set_dense_wb(m: Layer, w: Tensor, b: Tensor) -> None:
+    set_wb(m, grouped(m, w), b)
+
+
 def find_pairs(det: nn.Module) -> Tuple[List[Pair], List[str]]:
     """Equalizable ``layer -> ReLU -> layer(s)`` pairs, and skipped places with reasons."""
-    pairs, skipped = [], []
-    names = {id(m): n for n, m in det.named_modules()}
-    for name, m in det.named_modules():
-        if isinstance(m, QBasicBlock):
-            pairs.append(Pair(f'{name}.conv1->conv2', m.conv1, [m.conv2]))
-            skipped.append(f'{name}.conv2 -> residual add (not through a ReLU alone)')
-        elif isinstance(m, QBottleneck):
-            pairs += [Pair(f'{name}.conv1->conv2', m.conv1, [m.conv2]),
-                      Pair(f'{name}.conv2->conv3', m.conv2, [m.conv3])]
-            skipped.append(f'{name}.conv3 -> residual add (not through a ReLU alone)')
-        elif isinstance(m, QRetinaHead):
-            for branch, last in (('cls_convs', m.retina_cls), ('reg_convs', m.retina_reg)):
-                chain = list(getattr(m, branch)) + [last]
-                pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-        elif isinstance(m, QRPNHead):
-            chain = list(m.rpn_conv)
-            pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-            pairs.append(Pair(f'{names[id(chain[-1])]}->rpn_cls,rpn_reg', chain[-1], [m.rpn_cls, m.rpn_reg]))
-        elif isinstance(m, QConvFCBBoxHead):
-            if len(m.shared_convs) or len(m.cls_convs) or len(m.reg_convs):
-                skipped.append(f'{name}: conv layers in the box head are not equalized')
-                continue
-            chain = list(m.shared_fcs)
-            pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-            if chain:
-                cls_first = m.cls_fcs[0] if len(m.cls_fcs) else m.fc_cls
-                reg_first = m.reg_fcs[0] if len(m.reg_fcs) else m.fc_reg
-                pairs.append(Pair(f'{names[id(chain[-1])]}->cls,reg', chain[-1], [cls_first, reg_first]))
-    skipped += ['backbone.conv1 -> max-pool -> residual identity path (feeds an add)',
-                'neck: lateral/output convs feed adds or the heads without a ReLU',
-                'neck extra convs: P6 feeds the head without a ReLU as well as P7']
-    for p in pairs:
-        if not p.producer.relu:
-            raise DFQError(f'{p.name}: producer has no ReLU')
-        if isinstance(p.producer, QConv2d) and p.producer.conv.groups != 1:
-            raise DFQError(f'{p.name}: grouped convs are not supported')
-    return pairs, skipped
+    found, skipped = pairs_from_dataflow(det)
+    return [Pair(n, p, c) for n, p, c in found], skipped
 
 
 def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
@@ -145,12 +122,12 @@ def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
         worst = 0.0
         for p in pairs:
             w1, b1 = get_wb(p.producer)
-            ws = [get_wb(c)[0] for c in p.consumers]
+            ws = [get_dense_wb(c)[0] for c in p.consumers]
             s = equalization_scales(w1, ws)
             w1, b1, ws = apply_scales(w1, b1, ws, s)
             set_wb(p.producer, w1, b1)
             for c, w in zip(p.consumers, ws):
-                set_wb(c, w, get_wb(c)[1])
+                set_dense_wb(c, w, get_wb(c)[1])
             st = getattr(p.producer, 'dfq_stats', None)
             if st is not None:
                 p.producer.dfq_stats = (st[0] / s, st[1] / s)
@@ -171,7 +148,7 @@ def absorb_high_biases(pairs: List[Pair], n_sigma: float = 3.0) -> List[str]:
         if not torch.any(c > 0):
             continue
         w1, b1 = get_wb(p.producer)
-        b1, new_b = absorb(b1, [get_wb(x) for x in p.consumers], c)
+        b1, new_b = absorb(b1, [get_dense_wb(x) for x in p.consumers], c)
         set_wb(p.producer, w1, b1)
         for x, b in zip(p.consumers, new_b):
             set_wb(x, get_wb(x)[0], b)
@@ -201,7 +178,7 @@ def correct_layer_bias(layer: Layer, in_mean: Tensor) -> None:
     w, b = get_wb(layer)
     with torch.no_grad():
         w_q = layer.w_quant(w)
-    set_wb(layer, w, corrected_bias(b, w, w_q, in_mean))
+    set_wb(layer, w, corrected_bias(b, dense(layer, w), dense(layer, w_q), in_mean))
 
 
 def input_means(model: nn.Module, run_batches) -> Dict[Layer, Tensor]:
@@ -247,7 +224,7 @@ def empirical_bias_correction(model: nn.Module, run_batches, rounds: int = 2) ->
                 w, _ = get_wb(layer)
                 with torch.no_grad():
                     w_q = layer.w_quant(w)
-                set_wb(layer, w, corrected_bias(base[layer], w, w_q, mean))
+                set_wb(layer, w, corrected_bias(base[layer], dense(layer, w), dense(layer, w_q), mean))
     finally:
         set_fake_quant(model, True, True)
     return sorted(names[id(m)] for m in means)
