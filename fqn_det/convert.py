@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Mapping, Type
 
-from mmdet.models.backbones import ResNet
+from mmdet.models.backbones import MobileNetV2, ResNet
 from mmdet.models.dense_heads import RetinaHead, RPNHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.necks import FPN
@@ -27,6 +27,7 @@ from torch import nn
 from .nn import QBuilder, QConv2d, QLinear, UnsupportedModuleError, clone_as
 from .nn.qfpn import QFPN
 from .nn.qheads import QRetinaHead, QRPNHead
+from .nn.qmobilenet import QMobileNetV2
 from .nn.qresnet import QResNet
 from .nn.qroi_head import QConvFCBBoxHead, QSingleRoIExtractor
 from .quant import ActQuantizer, QuantConfig
@@ -63,6 +64,7 @@ _DETECTOR = _container(['backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head']
 #: between their children, which are matched exactly.
 QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
     ResNet: QResNet.from_float,
+    MobileNetV2: QMobileNetV2.from_float,
     FPN: QFPN.from_float,
     RetinaHead: QRetinaHead.from_float,
     RPNHead: QRPNHead.from_float,

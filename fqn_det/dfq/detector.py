@@ -7,6 +7,12 @@ and each folded layer remembers its BN output statistics (``mean = beta``,
 bias correction. Pairs joined by a ReLU inside ResNet blocks and the stacked
 head convs/FCs are equalized; everything else is listed as skipped with the
 reason. Head convs shared across FPN levels stay shared (only weights change).
+
+MobileNetV2 (as in the paper): inside each inverted residual, ``expand -> depthwise``
+and ``depthwise -> linear`` (and the stem into the first block) are equalized; a
+depthwise consumer is a grouped conv (:mod:`.grouped`). Scaling through a ReLU6 is
+not exact (it clips at 6), so each producer of an equalized or absorbed pair has
+its ReLU6 replaced by a ReLU (its range ceiling removed), listed in the report.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from torch import Tensor, nn
 
 from ..nn import QConv2d, QLinear
 from ..nn.qheads import QRetinaHead, QRPNHead
-from ..nn.qresnet import QBasicBlock, QBottleneck
+from ..nn.qmobilenet import QInvertedResidual, QMobileNetV2
+from ..nn.qresnet import QBasicBlock, QBottleneck, QResNet
 from ..nn.qroi_head import QConvFCBBoxHead
 from .absorb import absorb, absorption_amount
 from .bias_correction import corrected_bias
@@ -47,6 +54,7 @@ class DFQReport:
     sweeps: int = 0
     absorbed: List[str] = field(default_factory=list)
     bias_corrected: List[str] = field(default_factory=list)
+    relu6_replaced: List[str] = field(default_factory=list)
 
 
 def get_wb(m: Layer) -> Tuple[Tensor, Tensor]:
@@ -58,6 +66,11 @@ def get_wb(m: Layer) -> Tuple[Tensor, Tensor]:
     w = w.detach().clone()
     b = w.new_zeros(w.shape[0]) if b is None else b.detach().clone()
     return w, b
+
+
+def groups_of(m: Layer) -> int:
+    """Conv groups of a quantized layer (1 for linear layers)."""
+    return m.conv.groups if isinstance(m, QConv2d) else 1
 
 
 def set_wb(m: Layer, w: Tensor, b: Tensor) -> None:
@@ -110,6 +123,21 @@ def find_pairs(det: nn.Module) -> Tuple[List[Pair], List[str]]:
             pairs += [Pair(f'{name}.conv1->conv2', m.conv1, [m.conv2]),
                       Pair(f'{name}.conv2->conv3', m.conv2, [m.conv3])]
             skipped.append(f'{name}.conv3 -> residual add (not through a ReLU alone)')
+        elif isinstance(m, QInvertedResidual):
+            dw, lin = m.depthwise_conv, m.linear_conv
+            if m.expand_conv is not None:
+                pairs.append(Pair(f'{name}.expand_conv->depthwise_conv', m.expand_conv, [dw]))
+            pairs.append(Pair(f'{name}.depthwise_conv->linear_conv', dw, [lin]))
+            skipped.append(f'{name}.linear_conv -> ' + ('residual add' if m.add is not None else 'next block') +
+                           ' (no activation after the projection)')
+        elif isinstance(m, QMobileNetV2):
+            first = m.layer1[0]
+            entry = first.expand_conv if first.expand_conv is not None else first.depthwise_conv
+            if first.add is None:
+                pairs.append(Pair(f'{name}.conv1->{names[id(entry)]}', m.conv1, [entry]))
+            else:
+                skipped.append(f'{name}.conv1 -> {name}.layer1.0 residual add (feeds an add)')
+            skipped.append(f'{name}.conv2 -> neck (feeds the neck, not one layer through a ReLU)')
         elif isinstance(m, QRetinaHead):
             for branch, last in (('cls_convs', m.retina_cls), ('reg_convs', m.retina_reg)):
                 chain = list(getattr(m, branch)) + [last]
@@ -128,15 +156,37 @@ def find_pairs(det: nn.Module) -> Tuple[List[Pair], List[str]]:
                 cls_first = m.cls_fcs[0] if len(m.cls_fcs) else m.fc_cls
                 reg_first = m.reg_fcs[0] if len(m.reg_fcs) else m.fc_reg
                 pairs.append(Pair(f'{names[id(chain[-1])]}->cls,reg', chain[-1], [cls_first, reg_first]))
-    skipped += ['backbone.conv1 -> max-pool -> residual identity path (feeds an add)',
-                'neck: lateral/output convs feed adds or the heads without a ReLU',
+    if isinstance(getattr(det, 'backbone', None), QResNet):
+        skipped.append('backbone.conv1 -> max-pool -> residual identity path (feeds an add)')
+    skipped += ['neck: lateral/output convs feed adds or the heads without a ReLU',
                 'neck extra convs: P6 feeds the head without a ReLU as well as P7']
+    kept = []
     for p in pairs:
         if not p.producer.relu:
             raise DFQError(f'{p.name}: producer has no ReLU')
-        if isinstance(p.producer, QConv2d) and p.producer.conv.groups != 1:
-            raise DFQError(f'{p.name}: grouped convs are not supported')
-    return pairs, skipped
+        bad = [x for x in [p.producer, *p.consumers] if not _equalizable_groups(x)]
+        if bad:
+            skipped.append(f'{p.name}: {names.get(id(bad[0]), type(bad[0]).__name__)} is a grouped conv that is '
+                           'neither dense nor depthwise')
+            continue
+        kept.append(p)
+    return kept, skipped
+
+
+def _equalizable_groups(m: Layer) -> bool:
+    g = groups_of(m)
+    return g == 1 or (g == m.conv.in_channels == m.conv.out_channels)
+
+
+def replace_relu6(pairs: List[Pair]) -> List[str]:
+    """Drop the ReLU6 range ceiling of every producer (ReLU6 -> ReLU); the names of those changed."""
+    done = []
+    for p in pairs:
+        if any(q.ceiling is not None for q in p.producer.out_quant):
+            for q in p.producer.out_quant:
+                q.ceiling = None
+            done.append(p.producer.out_quant[0].name)
+    return done
 
 
 def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
@@ -146,8 +196,9 @@ def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
         for p in pairs:
             w1, b1 = get_wb(p.producer)
             ws = [get_wb(c)[0] for c in p.consumers]
-            s = equalization_scales(w1, ws)
-            w1, b1, ws = apply_scales(w1, b1, ws, s)
+            gs = [groups_of(c) for c in p.consumers]
+            s = equalization_scales(w1, ws, groups=gs)
+            w1, b1, ws = apply_scales(w1, b1, ws, s, groups=gs)
             set_wb(p.producer, w1, b1)
             for c, w in zip(p.consumers, ws):
                 set_wb(c, w, get_wb(c)[1])
@@ -171,7 +222,7 @@ def absorb_high_biases(pairs: List[Pair], n_sigma: float = 3.0) -> List[str]:
         if not torch.any(c > 0):
             continue
         w1, b1 = get_wb(p.producer)
-        b1, new_b = absorb(b1, [get_wb(x) for x in p.consumers], c)
+        b1, new_b = absorb(b1, [get_wb(x) for x in p.consumers], c, [groups_of(x) for x in p.consumers])
         set_wb(p.producer, w1, b1)
         for x, b in zip(p.consumers, new_b):
             set_wb(x, get_wb(x)[0], b)
@@ -201,7 +252,7 @@ def correct_layer_bias(layer: Layer, in_mean: Tensor) -> None:
     w, b = get_wb(layer)
     with torch.no_grad():
         w_q = layer.w_quant(w)
-    set_wb(layer, w, corrected_bias(b, w, w_q, in_mean))
+    set_wb(layer, w, corrected_bias(b, w, w_q, in_mean, groups_of(layer)))
 
 
 def input_means(model: nn.Module, run_batches) -> Dict[Layer, Tensor]:
@@ -247,7 +298,7 @@ def empirical_bias_correction(model: nn.Module, run_batches, rounds: int = 2) ->
                 w, _ = get_wb(layer)
                 with torch.no_grad():
                     w_q = layer.w_quant(w)
-                set_wb(layer, w, corrected_bias(base[layer], w, w_q, mean))
+                set_wb(layer, w, corrected_bias(base[layer], w, w_q, mean, groups_of(layer)))
     finally:
         set_fake_quant(model, True, True)
     return sorted(names[id(m)] for m in means)
@@ -259,6 +310,8 @@ def apply_dfq(det: nn.Module, equalization: bool = True, absorption: bool = True
     fold_bn_permanently(det)
     pairs, rep.skipped = find_pairs(det)
     rep.pairs = [p.name for p in pairs]
+    if equalization or absorption:
+        rep.relu6_replaced = replace_relu6(pairs)
     if equalization:
         rep.sweeps = equalize(pairs)
     if absorption:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..nn.qfpn import QFPN
+from ..nn.qmobilenet import QMobileNetV2
 from ..nn.qheads import QRetinaHead, QRPNHead
 from ..nn.qresnet import QBottleneck, QResNet
 from ..nn.qroi_head import QConvFCBBoxHead
 from .builder import ExportError, GraphBuilder
 from .graph import IntGraph
+from .mobilenet import export_mobilenet
 
 
 def export_resnet(b: GraphBuilder, net: QResNet) -> List[str]:
@@ -29,6 +31,14 @@ def export_resnet(b: GraphBuilder, net: QResNet) -> List[str]:
         if i in net.out_indices:
             outs.append(x)
     return outs
+
+
+def export_backbone(b, net) -> List[str]:
+    if isinstance(net, QMobileNetV2):
+        return export_mobilenet(b, net)
+    if isinstance(net, QResNet):
+        return export_resnet(b, net)
+    raise ExportError(f'no integer export for backbone {type(net).__name__}')
 
 
 def export_fpn(b: GraphBuilder, fpn: QFPN, inputs: List[str]) -> List[str]:
@@ -99,7 +109,7 @@ def walk_detector(det, b, roi_b=None) -> bool:
 
     Returns True for two-stage detectors (which use ``roi_b``).
     """
-    feats = export_fpn(b, det.neck, export_resnet(b, det.backbone))
+    feats = export_fpn(b, det.neck, export_backbone(b, det.backbone))
     if isinstance(getattr(det, 'bbox_head', None), QRetinaHead):
         export_retina_head(b, det.bbox_head, feats)
         return False
