@@ -107,9 +107,16 @@ def export_bbox_head(b: GraphBuilder, head: QConvFCBBoxHead, x: str) -> None:
 def walk_detector(det, b, roi_b=None) -> bool:
     """Walk a quantized detector with builder ``b`` (and ``roi_b`` for the RoI stage).
 
-    Returns True for two-stage detectors (which use ``roi_b``).
+    Returns True for two-stage detectors (which use ``roi_b``). A model with a
+    backbone and no neck or heads (a feature extractor, e.g. under an ImageNet
+    classifier) has the backbone's feature maps as its integer outputs.
     """
-    feats = export_fpn(b, det.neck, export_backbone(b, det.backbone))
+    feats = export_backbone(b, det.backbone)
+    if all(getattr(det, k, None) is None for k in ('neck', 'bbox_head', 'rpn_head', 'roi_head')):
+        for f in feats:
+            b.int_output(f, 'feats')
+        return False
+    feats = export_fpn(b, det.neck, feats)
     if isinstance(getattr(det, 'bbox_head', None), QRetinaHead):
         export_retina_head(b, det.bbox_head, feats)
         return False

@@ -99,3 +99,40 @@ class PooledClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.backbone(x)[-1].mean((2, 3)))
+
+
+class FeatureExtractor(nn.Module):
+    """A backbone alone, in the place of a detector: what the PTQ and export walks see."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+
+class QuantizedClassifier(nn.Module):
+    """A quantized MobileNetV2 under the float ImageNet classifier (pooled last feature map).
+
+    Shaped like :class:`QuantizedDetector` for :func:`fqn_det.dfq.ptq.post_training_quantize`:
+    ``.detector`` holds the quantized backbone, ``calibrated`` is a buffer. The
+    classifier stays float: the measure is how well the quantized features keep the logits.
+
+    Args:
+        backbone: A float mmdet ``MobileNetV2`` whose last output is ``conv2`` (its tensors are shared).
+        fc: The ImageNet linear layer.
+        quant_cfg: A ``QuantConfig`` dict (see :mod:`fqn_det.quant.config`).
+    """
+
+    def __init__(self, backbone: nn.Module, fc: nn.Linear, quant_cfg: Mapping) -> None:
+        super().__init__()
+        from ..export.detectors import link_input_quantizers
+        from ..nn import QBuilder
+        from ..nn.qmobilenet import QMobileNetV2
+        from ..quant import QuantConfig
+        qb = QBuilder(QuantConfig.from_dict(quant_cfg))
+        self.detector = FeatureExtractor(QMobileNetV2.from_float(backbone, qb, 'backbone'))
+        self.fc = fc
+        self.register_buffer('calibrated', torch.tensor(0, dtype=torch.uint8))
+        link_input_quantizers(self.detector)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.detector.backbone(x)[-1].mean((2, 3)))
