@@ -15,21 +15,23 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Mapping, Type
 
-from mmdet.models.backbones import MobileNetV2, ResNet
+from mmdet.models.backbones import MobileNetV2, ResNet, ResNeXt
 from mmdet.models.dense_heads import RetinaHead, RPNHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.necks import FPN
 from mmdet.models.roi_heads import StandardRoIHead
-from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead, Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
+from mmdet.models.roi_heads.bbox_heads import BBoxHead, ConvFCBBoxHead, Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+from mmdet.models.roi_heads.shared_heads import ResLayer
 from torch import nn
 
 from .nn import QBuilder, QConv2d, QLinear, UnsupportedModuleError, clone_as
+from .nn.link import link_input_quantizers
 from .nn.qfpn import QFPN
 from .nn.qheads import QRetinaHead, QRPNHead
 from .nn.qmobilenet import QMobileNetV2
 from .nn.qresnet import QResNet
-from .nn.qroi_head import QConvFCBBoxHead, QSingleRoIExtractor
+from .nn.qroi_head import QBBoxHead, QConvFCBBoxHead, QResLayerHead, QSingleRoIExtractor
 from .quant import ActQuantizer, QuantConfig
 
 Converter = Callable[[nn.Module, QBuilder, str], nn.Module]
@@ -50,7 +52,8 @@ def _container(children: Iterable[str]) -> Converter:
                 continue
             if child_name not in allowed:
                 raise UnsupportedModuleError(path, child, f'no quantized counterpart for '
-                                             f'{type(module).__name__}.{child_name}')
+                                             f'{type(module).__name__}.{child_name} (supported children: '
+                                             f'{", ".join(children)})')
             q._modules[child_name] = quantize_module(child, qb, path)
         return q
 
@@ -64,12 +67,15 @@ _DETECTOR = _container(['backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head']
 #: between their children, which are matched exactly.
 QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
     ResNet: QResNet.from_float,
+    ResNeXt: QResNet.from_float,
     MobileNetV2: QMobileNetV2.from_float,
     FPN: QFPN.from_float,
     RetinaHead: QRetinaHead.from_float,
     RPNHead: QRPNHead.from_float,
-    StandardRoIHead: _container(['bbox_roi_extractor', 'bbox_head']),
+    StandardRoIHead: _container(['bbox_roi_extractor', 'shared_head', 'bbox_head']),
     SingleRoIExtractor: QSingleRoIExtractor.from_float,
+    ResLayer: QResLayerHead.from_float,
+    BBoxHead: QBBoxHead.from_float,
     ConvFCBBoxHead: QConvFCBBoxHead.from_float,
     Shared2FCBBoxHead: QConvFCBBoxHead.from_float,
     Shared4Conv1FCBBoxHead: QConvFCBBoxHead.from_float,
@@ -121,10 +127,19 @@ def quantize_detector(detector: nn.Module, cfg: QuantConfig | Mapping | None = N
         ValueError: An override pattern matches no quantized module.
     """
     cfg = QuantConfig.from_dict(cfg)
-    q = quantize_module(detector, QBuilder(cfg), '')
-    check_fully_quantized(q)
-    from .export.detectors import link_input_quantizers
-    link_input_quantizers(q)
+    # Building quantized layers freezes BN in the shared float modules: undone if conversion fails.
+    grads = [(p, p.requires_grad) for p in detector.parameters()]
+    modes = [(m, m.training) for m in detector.modules()]
+    try:
+        q = quantize_module(detector, QBuilder(cfg), '')
+        check_fully_quantized(q)
+        link_input_quantizers(q)
+    except BaseException:
+        for p, r in grads:
+            p.requires_grad_(r)
+        for m, t in modes:
+            m.training = t
+        raise
     unmatched = cfg.unmatched_overrides()
     if unmatched:
         names = sorted({qz.name.split('[')[0] for _, qz in iter_quantizers(q)})

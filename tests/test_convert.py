@@ -228,3 +228,30 @@ def test_per_channel_ranges_on_head_outputs_only(r50_retina_cfg, r50_faster_cfg)
         with pytest.raises(ValueError, match=r"a_per_channel=True at '" + pattern.replace('.', r'\.')
                            .replace('*', '0') + "', which is not a head output"):
             build_quantized(cfg, dict(overrides=[dict(pattern=pattern, a_per_channel=True)]))
+
+
+def test_mixed_supported_and_unsupported_blocks_fail_whole_and_leave_the_float_model_untouched():
+    from conftest import tiny_model_cfg
+    cfg = tiny_model_cfg('retina')
+    cfg.neck.type = 'PAFPN'  # supported backbone and head around an unsupported neck
+    float_det = MODELS.build(cfg)
+    float_det.train()
+    grads = {n: p.requires_grad for n, p in float_det.named_parameters()}
+    modes = {n: m.training for n, m in float_det.named_modules()}
+    types = {n: type(m) for n, m in float_det.named_modules()}
+    with pytest.raises(UnsupportedModuleError, match=r"'neck' of type mmdet\.models\.necks\.pafpn\.PAFPN.*"
+                                                      r"supported: .*FPN.*ResNeXt"):
+        quantize_detector(float_det)
+    assert {n: p.requires_grad for n, p in float_det.named_parameters()} == grads
+    assert {n: m.training for n, m in float_det.named_modules()} == modes
+    assert {n: type(m) for n, m in float_det.named_modules()} == types
+
+
+def test_a_layer_the_dataflow_does_not_reach_is_an_error(monkeypatch):
+    from conftest import tiny_model_cfg
+    from fqn_det.nn import UnlinkedInputError
+    from fqn_det.nn.qresnet import QBasicBlock
+    # a block whose walk skips a conv: conversion refuses it instead of keeping a float bias there
+    monkeypatch.setattr(QBasicBlock, 'walk', lambda self, b, x: b.add(self.add, b.conv(self.conv1, x), x))
+    with pytest.raises(UnlinkedInputError, match=r'backbone\.layer1\.0\.conv2'):
+        quantize_detector(MODELS.build(tiny_model_cfg('retina')))

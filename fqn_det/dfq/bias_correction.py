@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .grouped import grouped_input_sum
 
-
-def expected_output_shift(w: Tensor, w_q: Tensor, in_mean: Tensor, groups: int = 1) -> Tensor:
-    """``(W_q - W) E[x]`` per output channel (kernel summed; spatially constant mean; ``groups`` of a conv)."""
+def expected_output_shift(w: Tensor, w_q: Tensor, in_mean: Tensor) -> Tensor:
+    """``(W_q - W) E[x]`` per output channel (kernel summed; spatially constant mean)."""
     eps = (w_q - w).detach()
-    if groups != 1:
-        return grouped_input_sum(eps, in_mean, groups)
     return eps.reshape(eps.shape[0], eps.shape[1], -1).sum(2) @ in_mean.to(eps.dtype)
 
 
-def corrected_bias(b: Tensor, w: Tensor, w_q: Tensor, in_mean: Tensor, groups: int = 1) -> Tensor:
-    return b - expected_output_shift(w, w_q, in_mean, groups)
+def corrected_bias(b: Tensor, w: Tensor, w_q: Tensor, in_mean: Tensor) -> Tensor:
+    return b - expected_output_shift(w, w_q, in_mean)

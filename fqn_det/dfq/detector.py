@@ -4,15 +4,16 @@ BN is folded for good first (weights and biases take the folded values, the BN
 modules become identities, so checkpoint keys stay those of the config's model)
 and each folded layer remembers its BN output statistics (``mean = beta``,
 ``std = |gamma|``), updated by every transform, for absorption and analytic
-bias correction. Pairs joined by a ReLU inside ResNet blocks and the stacked
-head convs/FCs are equalized; everything else is listed as skipped with the
-reason. Head convs shared across FPN levels stay shared (only weights change).
-
-MobileNetV2 (as in the paper): inside each inverted residual, ``expand -> depthwise``
-and ``depthwise -> linear`` (and the stem into the first block) are equalized; a
-depthwise consumer is a grouped conv (:mod:`.grouped`). Scaling through a ReLU6 is
-not exact (it clips at 6), so each producer of an equalized or absorbed pair has
-its ReLU6 replaced by a ReLU (its range ceiling removed), listed in the report.
+bias correction. The pairs come from the detector's dataflow
+(:mod:`fqn_det.dfq.pairs`): a layer with a fused ReLU read only by
+convs/linears (inside ResNet blocks, the stacked head convs/FCs); everything
+else is listed as skipped with the reason. Head convs shared across FPN levels
+stay shared (only weights change). Grouped convs (ResNeXt) are handled in their
+dense, block-diagonal form (:mod:`fqn_det.dfq.grouped`), as are MobileNetV2's
+depthwise 3x3 convs (pairs ``expand -> depthwise -> linear`` inside each inverted
+residual, as in the paper). Scaling through a ReLU6 is not exact (it clips at 6),
+so each producer of an equalized or absorbed pair has its ReLU6 replaced by a ReLU
+(its activation-range ceiling removed), listed in the report.
 """
 from __future__ import annotations
 
@@ -24,13 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import QConv2d, QLinear
-from ..nn.qheads import QRetinaHead, QRPNHead
-from ..nn.qmobilenet import QInvertedResidual, QMobileNetV2
-from ..nn.qresnet import QBasicBlock, QBottleneck, QResNet
-from ..nn.qroi_head import QConvFCBBoxHead
 from .absorb import absorb, absorption_amount
 from .bias_correction import corrected_bias
 from .equalize import apply_scales, equalization_scales
+from .grouped import dense, grouped
+from .pairs import pairs_from_dataflow
 from .stats import relu_moments
 
 Layer = nn.Module  # QConv2d or QLinear
@@ -66,11 +65,6 @@ def get_wb(m: Layer) -> Tuple[Tensor, Tensor]:
     w = w.detach().clone()
     b = w.new_zeros(w.shape[0]) if b is None else b.detach().clone()
     return w, b
-
-
-def groups_of(m: Layer) -> int:
-    """Conv groups of a quantized layer (1 for linear layers)."""
-    return m.conv.groups if isinstance(m, QConv2d) else 1
 
 
 def set_wb(m: Layer, w: Tensor, b: Tensor) -> None:
@@ -111,71 +105,20 @@ def fold_bn_permanently(model: nn.Module) -> int:
     return n
 
 
+def get_dense_wb(m: Layer) -> Tuple[Tensor, Tensor]:
+    """:func:`get_wb` with a grouped conv's weight in its dense (block-diagonal) form."""
+    w, b = get_wb(m)
+    return dense(m, w), b
+
+
+def set_dense_wb(m: Layer, w: Tensor, b: Tensor) -> None:
+    set_wb(m, grouped(m, w), b)
+
+
 def find_pairs(det: nn.Module) -> Tuple[List[Pair], List[str]]:
     """Equalizable ``layer -> ReLU -> layer(s)`` pairs, and skipped places with reasons."""
-    pairs, skipped = [], []
-    names = {id(m): n for n, m in det.named_modules()}
-    for name, m in det.named_modules():
-        if isinstance(m, QBasicBlock):
-            pairs.append(Pair(f'{name}.conv1->conv2', m.conv1, [m.conv2]))
-            skipped.append(f'{name}.conv2 -> residual add (not through a ReLU alone)')
-        elif isinstance(m, QBottleneck):
-            pairs += [Pair(f'{name}.conv1->conv2', m.conv1, [m.conv2]),
-                      Pair(f'{name}.conv2->conv3', m.conv2, [m.conv3])]
-            skipped.append(f'{name}.conv3 -> residual add (not through a ReLU alone)')
-        elif isinstance(m, QInvertedResidual):
-            dw, lin = m.depthwise_conv, m.linear_conv
-            if m.expand_conv is not None:
-                pairs.append(Pair(f'{name}.expand_conv->depthwise_conv', m.expand_conv, [dw]))
-            pairs.append(Pair(f'{name}.depthwise_conv->linear_conv', dw, [lin]))
-            skipped.append(f'{name}.linear_conv -> ' + ('residual add' if m.add is not None else 'next block') +
-                           ' (no activation after the projection)')
-        elif isinstance(m, QMobileNetV2):
-            first = m.layer1[0]
-            entry = first.expand_conv if first.expand_conv is not None else first.depthwise_conv
-            if first.add is None:
-                pairs.append(Pair(f'{name}.conv1->{names[id(entry)]}', m.conv1, [entry]))
-            else:
-                skipped.append(f'{name}.conv1 -> {name}.layer1.0 residual add (feeds an add)')
-            skipped.append(f'{name}.conv2 -> neck (feeds the neck, not one layer through a ReLU)')
-        elif isinstance(m, QRetinaHead):
-            for branch, last in (('cls_convs', m.retina_cls), ('reg_convs', m.retina_reg)):
-                chain = list(getattr(m, branch)) + [last]
-                pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-        elif isinstance(m, QRPNHead):
-            chain = list(m.rpn_conv)
-            pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-            pairs.append(Pair(f'{names[id(chain[-1])]}->rpn_cls,rpn_reg', chain[-1], [m.rpn_cls, m.rpn_reg]))
-        elif isinstance(m, QConvFCBBoxHead):
-            if len(m.shared_convs) or len(m.cls_convs) or len(m.reg_convs):
-                skipped.append(f'{name}: conv layers in the box head are not equalized')
-                continue
-            chain = list(m.shared_fcs)
-            pairs += [Pair(f'{names[id(a)]}->{names[id(b)]}', a, [b]) for a, b in zip(chain, chain[1:])]
-            if chain:
-                cls_first = m.cls_fcs[0] if len(m.cls_fcs) else m.fc_cls
-                reg_first = m.reg_fcs[0] if len(m.reg_fcs) else m.fc_reg
-                pairs.append(Pair(f'{names[id(chain[-1])]}->cls,reg', chain[-1], [cls_first, reg_first]))
-    if isinstance(getattr(det, 'backbone', None), QResNet):
-        skipped.append('backbone.conv1 -> max-pool -> residual identity path (feeds an add)')
-    skipped += ['neck: lateral/output convs feed adds or the heads without a ReLU',
-                'neck extra convs: P6 feeds the head without a ReLU as well as P7']
-    kept = []
-    for p in pairs:
-        if not p.producer.relu:
-            raise DFQError(f'{p.name}: producer has no ReLU')
-        bad = [x for x in [p.producer, *p.consumers] if not _equalizable_groups(x)]
-        if bad:
-            skipped.append(f'{p.name}: {names.get(id(bad[0]), type(bad[0]).__name__)} is a grouped conv that is '
-                           'neither dense nor depthwise')
-            continue
-        kept.append(p)
-    return kept, skipped
-
-
-def _equalizable_groups(m: Layer) -> bool:
-    g = groups_of(m)
-    return g == 1 or (g == m.conv.in_channels == m.conv.out_channels)
+    found, skipped = pairs_from_dataflow(det)
+    return [Pair(n, p, c) for n, p, c in found], skipped
 
 
 def replace_relu6(pairs: List[Pair]) -> List[str]:
@@ -195,13 +138,12 @@ def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
         worst = 0.0
         for p in pairs:
             w1, b1 = get_wb(p.producer)
-            ws = [get_wb(c)[0] for c in p.consumers]
-            gs = [groups_of(c) for c in p.consumers]
-            s = equalization_scales(w1, ws, groups=gs)
-            w1, b1, ws = apply_scales(w1, b1, ws, s, groups=gs)
+            ws = [get_dense_wb(c)[0] for c in p.consumers]
+            s = equalization_scales(w1, ws)
+            w1, b1, ws = apply_scales(w1, b1, ws, s)
             set_wb(p.producer, w1, b1)
             for c, w in zip(p.consumers, ws):
-                set_wb(c, w, get_wb(c)[1])
+                set_dense_wb(c, w, get_wb(c)[1])
             st = getattr(p.producer, 'dfq_stats', None)
             if st is not None:
                 p.producer.dfq_stats = (st[0] / s, st[1] / s)
@@ -222,7 +164,7 @@ def absorb_high_biases(pairs: List[Pair], n_sigma: float = 3.0) -> List[str]:
         if not torch.any(c > 0):
             continue
         w1, b1 = get_wb(p.producer)
-        b1, new_b = absorb(b1, [get_wb(x) for x in p.consumers], c, [groups_of(x) for x in p.consumers])
+        b1, new_b = absorb(b1, [get_dense_wb(x) for x in p.consumers], c)
         set_wb(p.producer, w1, b1)
         for x, b in zip(p.consumers, new_b):
             set_wb(x, get_wb(x)[0], b)
@@ -252,7 +194,7 @@ def correct_layer_bias(layer: Layer, in_mean: Tensor) -> None:
     w, b = get_wb(layer)
     with torch.no_grad():
         w_q = layer.w_quant(w)
-    set_wb(layer, w, corrected_bias(b, w, w_q, in_mean, groups_of(layer)))
+    set_wb(layer, w, corrected_bias(b, dense(layer, w), dense(layer, w_q), in_mean))
 
 
 def input_means(model: nn.Module, run_batches) -> Dict[Layer, Tensor]:
@@ -298,7 +240,7 @@ def empirical_bias_correction(model: nn.Module, run_batches, rounds: int = 2) ->
                 w, _ = get_wb(layer)
                 with torch.no_grad():
                     w_q = layer.w_quant(w)
-                set_wb(layer, w, corrected_bias(base[layer], w, w_q, mean, groups_of(layer)))
+                set_wb(layer, w, corrected_bias(base[layer], dense(layer, w), dense(layer, w_q), mean))
     finally:
         set_fake_quant(model, True, True)
     return sorted(names[id(m)] for m in means)

@@ -14,14 +14,17 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..export.detectors import walk_detector
+from ..nn.qdetector import walk_detector
 from .detector import get_wb
+from .grouped import dense
 from .stats import relu_moments
 
 Stats = Tuple[Tensor, Tensor, bool]  # per-channel mean, variance; known non-negative
 
 
 class _StatsWalker:
+    """A :class:`~fqn_det.nn.dataflow.Builder` whose "tensor" is per-channel ``(mean, var, non-negative)``."""
+
     def __init__(self, k: float) -> None:
         self.k = k
         self.feats = []
@@ -63,6 +66,7 @@ class _StatsWalker:
             pre = (pre[0], pre[1] ** 2, False)
         else:
             w, b = get_wb(m)
+            w = dense(m, w)
             w2 = w.reshape(w.shape[0], w.shape[1], -1)
             mean_in, var_in = x[0], x[1]
             if mean_in.numel() != w2.shape[1]:  # flattened (C, H, W) -> C*H*W features
@@ -85,6 +89,12 @@ class _StatsWalker:
     def maxpool(self, m, x, site=0):
         self._set(m.out_quant[site], x, False)
         return x
+
+    def avgpool(self, m, x, site=0):
+        k = m.kernel_size[0] * m.kernel_size[1]  # mean of k inputs taken as independent
+        st = (x[0], x[1] / k, x[2])
+        self._set(m.out_quant[site], st, False)
+        return st
 
     def upsample(self, m, x, like, site=0):
         self._set(m.out_quant[site], x, False)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..nn import QAdd, QConv2d, QLinear, QMaxPool2d, QUpsampleNearest
+from ..nn.qconv import QAvgPool2d
 from ..quant import ActQuantizer, NotCalibratedError, quantize
 from .fixed_point import quantize_multiplier
 from .graph import IntGraph, Node, TensorQ
@@ -47,7 +48,10 @@ def _tensor_q(q: ActQuantizer, per_channel_ok: bool = False) -> TensorQ:
 
 
 class GraphBuilder:
-    """Appends integer nodes to an :class:`IntGraph`, one quantized layer at a time."""
+    """Appends integer nodes to an :class:`IntGraph`, one quantized layer at a time.
+
+    A :class:`fqn_det.nn.dataflow.Builder` whose "tensor" is a graph tensor name.
+    """
 
     def __init__(self) -> None:
         self.g = IntGraph()
@@ -170,6 +174,23 @@ class GraphBuilder:
             kernel=as_list(k), stride=as_list(m.stride if m.stride is not None else k),
             padding=as_list(m.padding), dilation=as_list(m.dilation), ceil_mode=bool(m.ceil_mode))))
         return self.requant(y, m.out_quant[site], m.out_quant[site].name)
+
+    def avgpool(self, m: QAvgPool2d, x: str, site: int = 0) -> str:
+        """Average pool as a depthwise conv with all-ones weights: the sum of ``k*k`` levels, requantized."""
+        tx, out_q = self._in(x), m.out_quant[site]
+        ty = _tensor_q(out_q)
+        kh, kw = m.kernel_size
+        c = m.channels
+        acc_scale = np.full(c, tx.scale / (kh * kw))
+        bound = kh * kw * tx.max_abs_centered
+        m0, shift = quantize_multiplier(acc_scale / ty.scale)
+        y = self._new(ty, 'avgpool')
+        self._add(Node('conv', out_q.name, [x], [y], dict(
+            stride=[kh, kw], padding=[0, 0], dilation=[1, 1], groups=c, relu=False, lo=ty.qmin, w_bits=8,
+            w_symmetric=True, acc_bound=bound),
+            dict(weight=np.ones((c, 1, kh, kw), np.int8), w_zero_point=np.zeros(c, np.int64),
+                 w_scale=np.full(c, 1.0 / (kh * kw), np.float32), bias=np.zeros(c, np.int32), m0=m0, shift=shift)))
+        return y
 
     def upsample(self, m: QUpsampleNearest, x: str, like: str, site: int = 0) -> str:
         """Nearest upsampling of ``x`` to the spatial size of tensor ``like``."""

@@ -124,8 +124,8 @@ class QuantizedClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, fc: nn.Linear, quant_cfg: Mapping) -> None:
         super().__init__()
-        from ..export.detectors import link_input_quantizers
         from ..nn import QBuilder
+        from ..nn.link import link_input_quantizers
         from ..nn.qmobilenet import QMobileNetV2
         from ..quant import QuantConfig
         qb = QBuilder(QuantConfig.from_dict(quant_cfg))

@@ -42,19 +42,39 @@ def fold_bn(weight: Tensor, bias: Optional[Tensor], bn: _BatchNorm,
     return weight * g.reshape(-1, *([1] * (weight.dim() - 1))), b
 
 
-def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer
-                  ) -> Optional[Tensor]:
+class UnlinkedInputError(RuntimeError):
+    """A quantized conv/linear ran at a call site whose input quantizer was never linked."""
+
+
+def quantize_bias(b: Optional[Tensor], in_quants: list, site: int, w_quant: WeightQuantizer,
+                  name: str = 'quantized layer') -> Optional[Tensor]:
     """Round ``b`` to the int32 grid ``s_in * s_w`` integer inference uses (STE gradient).
 
     ``in_quants[site]`` is the quantizer that produced this layer's input at that
-    call site (set by :func:`fqn_det.export.detectors.link_input_quantizers`).
+    call site (set by :func:`fqn_det.nn.link.link_input_quantizers`, or
+    :meth:`QConv2d.link_input` for a layer used on its own). Before calibration
+    (no range yet), while calibrating, or with fake quantization off, the bias
+    stays float, as every other quantity does then.
+
+    Raises:
+        UnlinkedInputError: no input quantizer is linked at ``site``.
     """
     q_in = in_quants[site] if site < len(in_quants) else None
-    if b is None or q_in is None or not bool(q_in.initialized) or not bool(w_quant.fake_quant_enabled) \
+    if q_in is None:
+        raise UnlinkedInputError(
+            f'{name}: no input quantizer linked at call site {site}; layers of a converted '
+            'model are linked by quantize_detector, a layer used on its own needs link_input(quantizer, site)')
+    if b is None or not bool(q_in.initialized) or not bool(w_quant.fake_quant_enabled) \
             or not bool(q_in.fake_quant_enabled) or q_in.calibrating:
         return b
     step = (q_in.scale * w_quant.scale).to(b.dtype)
     return b + (torch.round(b / step) * step - b).detach()
+
+
+def _link(in_quants: list, q: ActQuantizer, site: int) -> None:
+    while len(in_quants) <= site:
+        in_quants.append(None)
+    in_quants[site] = q
 
 
 class QConv2d(nn.Module):
@@ -88,6 +108,10 @@ class QConv2d(nn.Module):
             bn.eval()
             for p in bn.parameters():
                 p.requires_grad_(False)
+
+    def link_input(self, q: ActQuantizer, site: int = 0) -> None:
+        """Record ``q`` as the quantizer of this layer's input at call site ``site``."""
+        _link(self.in_quants, q, site)
 
     def train(self, mode: bool = True) -> 'QConv2d':
         super().train(mode)
@@ -140,7 +164,8 @@ class QConv2d(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq, b = self._quantized_weight_bias(x)
-        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant))
+        y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant,
+                                               self.out_quant[site].name))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
@@ -184,6 +209,10 @@ class QLinear(nn.Module):
         self.out_quant = nn.ModuleList(out_quant)
         self.in_quants: list = []
 
+    def link_input(self, q: ActQuantizer, site: int = 0) -> None:
+        """Record ``q`` as the quantizer of this layer's input at call site ``site``."""
+        _link(self.in_quants, q, site)
+
     @torch.no_grad()
     def refresh_weight_qparams(self) -> None:
         """Recompute the weight quantizer's scale/zero-point from the current weights."""
@@ -191,7 +220,8 @@ class QLinear(nn.Module):
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         wq = self.w_quant(self.linear.weight)
-        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant))
+        y = F.linear(x, wq, quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant,
+                                            self.out_quant[site].name))
         if self.relu:
             y = F.relu(y)
         return self.out_quant[site](y)
@@ -230,6 +260,31 @@ class QMaxPool2d(nn.Module):
         y = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                          self.ceil_mode)
         return self.out_quant[site](y)
+
+
+class QAvgPool2d(nn.Module):
+    """Average pooling (kernel = stride, no padding) followed by a quantizer.
+
+    Integer inference computes it as a depthwise conv with all-ones weights
+    (sum of ``k*k`` integer levels, requantized by ``s_in / (k*k * s_out)``).
+
+    Args:
+        kernel_size (int | tuple): Pooling window (and stride).
+        channels (int): Number of channels (the depthwise conv's groups).
+        out_quant (list[ActQuantizer]): One output quantizer per call site.
+    """
+
+    def __init__(self, kernel_size, channels: int, out_quant: List[ActQuantizer]) -> None:
+        super().__init__()
+        self.kernel_size = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) \
+            else (kernel_size, kernel_size)
+        self.channels = channels
+        self.out_quant = nn.ModuleList(out_quant)
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        if x.numel() == 0:  # no RoIs: avg_pool2d refuses empty inputs
+            return self.out_quant[site](x.new_zeros(x.shape[0], x.shape[1], 1, 1))
+        return self.out_quant[site](F.avg_pool2d(x, self.kernel_size, self.kernel_size))
 
 
 class QUpsampleNearest(nn.Module):

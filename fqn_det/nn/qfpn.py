@@ -10,11 +10,11 @@ from __future__ import annotations
 import warnings
 from typing import Tuple
 
-import torch.nn.functional as F
 from mmdet.models.necks import FPN
 from torch import Tensor, nn
 
 from .builder import QBuilder, clone_as
+from .dataflow import RUN, Builder
 from .qconv import QMaxPool2d, QUpsampleNearest
 
 
@@ -27,6 +27,7 @@ class QFPN(FPN):
         if mode != 'nearest':
             warnings.warn(f'{name}: upsample mode {mode!r} replaced by nearest for integer inference')
         q = clone_as(fpn, cls)
+        q.q_name = name
         q.lateral_convs = nn.ModuleList(
             qb.conv_module(m, f'{name}.lateral_convs.{i}') for i, m in enumerate(fpn.lateral_convs))
         q.fpn_convs = nn.ModuleList(
@@ -41,27 +42,30 @@ class QFPN(FPN):
             for i in range(max(n_extra, 0)))
         return q
 
-    def forward(self, inputs: Tuple[Tensor]) -> tuple:
+    def walk(self, b: Builder, inputs) -> tuple:
         assert len(inputs) == len(self.in_channels)
-        laterals = [conv(inputs[i + self.start_level])
-                    for i, conv in enumerate(self.lateral_convs)]
+        laterals = [b.conv(conv, inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]
         used = len(laterals)
         # Top-down step i (from level i to i - 1) uses upsamples/adds[i - 1].
         for i in range(used - 1, 0, -1):
-            up = self.upsamples[i - 1](laterals[i], laterals[i - 1].shape[2:])
-            laterals[i - 1] = self.adds[i - 1](laterals[i - 1], up)
-        outs = [self.fpn_convs[i](laterals[i]) for i in range(used)]
-        if self.num_outs > len(outs):
+            up = b.upsample(self.upsamples[i - 1], laterals[i], laterals[i - 1])
+            laterals[i - 1] = b.add(self.adds[i - 1], laterals[i - 1], up)
+        outs = [b.conv(self.fpn_convs[i], laterals[i]) for i in range(used)]
+        if self.num_outs > used:
             if not self.add_extra_convs:
                 for pool in self.extra_pools:
-                    outs.append(pool(outs[-1]))
+                    outs.append(b.maxpool(pool, outs[-1]))
             else:
                 src = {'on_input': lambda: inputs[self.backbone_end_level - 1],
                        'on_lateral': lambda: laterals[-1],
                        'on_output': lambda: outs[-1]}[self.add_extra_convs]()
-                outs.append(self.fpn_convs[used](src))
+                outs.append(b.conv(self.fpn_convs[used], src))
                 for i in range(used + 1, self.num_outs):
                     # ReLU of a quantized tensor stays on its grid (0 is a level).
-                    x = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
-                    outs.append(self.fpn_convs[i](x))
+                    x = b.relu(outs[-1], f'{self.q_name}.extra_relu.{i}') if self.relu_before_extra_convs \
+                        else outs[-1]
+                    outs.append(b.conv(self.fpn_convs[i], x))
         return tuple(outs)
+
+    def forward(self, inputs: Tuple[Tensor]) -> tuple:
+        return self.walk(RUN, inputs)

@@ -2,7 +2,7 @@
 
 The head convs are shared across FPN levels (weights shared), but every level
 gets its own activation ranges: each quantized conv holds one output quantizer
-per level, and ``forward_single`` receives the level index. The final conv
+per level, and each level's walk receives the level index. The final conv
 outputs (classification logits, box deltas) are quantized too, so everything
 up to box decoding and NMS runs on quantized values (FQN sec. 3.4).
 """
@@ -11,22 +11,40 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from mmdet.models.dense_heads import RetinaHead, RPNHead
-from mmdet.models.utils import multi_apply
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
+from .dataflow import RUN, Builder
 from .qconv import shared_weight_quantization
 
 
 class _PerLevelForward:
-    """``forward`` that passes each FPN level's index to ``forward_single``."""
+    """A head run on every FPN level with shared weights: ``walk`` visits each level.
+
+    Subclasses provide ``walk_level(b, x, level)`` returning the level's
+    ``(cls_score, bbox_pred)`` and ``OUTPUTS``, the graph output names.
+    """
+
+    OUTPUTS: Tuple[str, str] = ('cls_score', 'bbox_pred')
+
+    def walk(self, b: Builder, feats) -> Tuple[list, list]:
+        if len(feats) > self.num_levels:
+            raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
+                             f'but got {len(feats)} feature maps')
+        cls_name, reg_name = self.OUTPUTS
+        cls_scores, bbox_preds = [], []
+        for lvl, x in enumerate(feats):
+            c, r = self.walk_level(b, x, lvl)
+            cls_scores.append(b.output(c, f'{cls_name}.{lvl}', f'{cls_name}s'))
+            bbox_preds.append(b.output(r, f'{reg_name}.{lvl}', f'{reg_name}s'))
+        return cls_scores, bbox_preds
 
     def forward(self, x: Tuple[Tensor]) -> tuple:
-        if len(x) > self.num_levels:
-            raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
-                             f'but got {len(x)} feature maps')
         with shared_weight_quantization(self):  # one weight quantization for all levels
-            return multi_apply(self.forward_single, x, list(range(len(x))))
+            return self.walk(RUN, x)
+
+    def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
+        return self.walk_level(RUN, x, level)
 
 
 def sigmoid_score_thr(head: nn.Module) -> Optional[float]:
@@ -52,17 +70,19 @@ class QRetinaHead(_PerLevelForward, RetinaHead):
         q.retina_reg = qb.conv(head.retina_reg, None, False, f'{name}.retina_reg', L, output=True)
         return q
 
-    def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
+    def walk_level(self, b: Builder, x, level: int):
         cls_feat = reg_feat = x
         for conv in self.cls_convs:
-            cls_feat = conv(cls_feat, level)
+            cls_feat = b.conv(conv, cls_feat, level)
         for conv in self.reg_convs:
-            reg_feat = conv(reg_feat, level)
-        return self.retina_cls(cls_feat, level), self.retina_reg(reg_feat, level)
+            reg_feat = b.conv(conv, reg_feat, level)
+        return b.conv(self.retina_cls, cls_feat, level), b.conv(self.retina_reg, reg_feat, level)
 
 
 class QRPNHead(_PerLevelForward, RPNHead):
     """RPNHead with per-level activation quantizers on shared convs."""
+
+    OUTPUTS = ('rpn_cls_score', 'rpn_bbox_pred')
 
     @classmethod
     def from_float(cls, head: RPNHead, qb: QBuilder, name: str) -> 'QRPNHead':
@@ -81,10 +101,10 @@ class QRPNHead(_PerLevelForward, RPNHead):
         q.rpn_reg = qb.conv(head.rpn_reg, None, False, f'{name}.rpn_reg', L, output=True)
         return q
 
-    def forward_single(self, x: Tensor, level: int = 0) -> Tuple[Tensor, Tensor]:
+    def walk_level(self, b: Builder, x, level: int):
         for conv in self.rpn_conv:
-            x = conv(x, level)
-        return self.rpn_cls(x, level), self.rpn_reg(x, level)
+            x = b.conv(conv, x, level)
+        return b.conv(self.rpn_cls, x, level), b.conv(self.rpn_reg, x, level)
 
 
 __all__: List[str] = ['QRetinaHead', 'QRPNHead']

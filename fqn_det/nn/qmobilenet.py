@@ -6,6 +6,9 @@ Each ``ConvModule`` (conv -> frozen BN -> ReLU6 / none) becomes one
 whose range never exceeds 6 (``ActQuantizer.ceiling``), so the integer clamp
 at the top of the range is the ReLU6. A block with a shortcut adds its input
 to the projection's output in a :class:`QAdd` (no activation after the add).
+Each block's dataflow is its ``walk`` (:mod:`fqn_det.nn.dataflow`): the
+fake-quantized forward, the integer graph, input linking, DFQ's pairs
+(``expand -> depthwise -> linear``) and data-free ranges all come from it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from mmdet.models.layers import InvertedResidual
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
+from .dataflow import RUN, Builder
 from .qconv import QAdd, QConv2d
 
 
@@ -42,10 +46,13 @@ class QInvertedResidual(nn.Module):
                    qb.conv_module(block.linear_conv, f'{name}.linear_conv'),
                    qb.add(False, f'{name}.add') if block.with_res_shortcut else None)
 
+    def walk(self, b: Builder, x):
+        out = x if self.expand_conv is None else b.conv(self.expand_conv, x)
+        out = b.conv(self.linear_conv, b.conv(self.depthwise_conv, out))
+        return out if self.add is None else b.add(self.add, x, out)
+
     def forward(self, x: Tensor) -> Tensor:
-        out = x if self.expand_conv is None else self.expand_conv(x)
-        out = self.linear_conv(self.depthwise_conv(out))
-        return out if self.add is None else self.add(x, out)
+        return self.walk(RUN, x)
 
 
 class QMobileNetV2(MobileNetV2):
@@ -70,14 +77,22 @@ class QMobileNetV2(MobileNetV2):
             setattr(q, layer_name, nn.Sequential(*blocks))
         return q
 
-    def forward(self, x: Tensor) -> tuple:
-        x = self.conv1(self.input_quant(x))
+    def walk(self, b: Builder, x) -> tuple:
+        """``x``: the float image (a graph input name for graph builders)."""
+        x = b.conv(self.conv1, b.input(x, self.input_quant))
         outs = []
         for i, layer_name in enumerate(self.layers):
-            x = getattr(self, layer_name)(x)
+            if layer_name == 'conv2':
+                x = b.conv(self.conv2, x)
+            else:
+                for blk in getattr(self, layer_name):
+                    x = blk.walk(b, x)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def forward(self, x: Tensor) -> tuple:
+        return self.walk(RUN, x)
 
     def train(self, mode: bool = True) -> 'QMobileNetV2':
         # Not MobileNetV2.train: frozen stages keep the requires_grad they had,

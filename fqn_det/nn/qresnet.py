@@ -1,18 +1,24 @@
-"""Quantized counterparts of mmdet's ResNet, BasicBlock and Bottleneck.
+"""Quantized counterparts of mmdet's ResNet / ResNeXt, BasicBlock and Bottleneck.
 
 Each block's ``conv -> BN -> ReLU`` becomes one :class:`QConv2d`; the residual
 add takes two quantized inputs (the last conv's and the identity/downsample
 output) and quantizes its ReLU'd sum. mmdet blocks call one ``ReLU`` module
-several times; here every call site owns its quantizer.
+several times; here every call site owns its quantizer. ResNeXt differs only
+in its grouped 3x3 convs (``groups``, ``base_width``), which :class:`QConv2d`
+keeps, and in the ``caffe`` / ``pytorch`` styles and dilated stages (DC5),
+which only change conv attributes. Each block's dataflow is its ``walk``
+(see :mod:`fqn_det.nn.dataflow`).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnext import Bottleneck as XBottleneck
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
+from .dataflow import RUN, Builder
 from .qconv import QAdd, QConv2d, QMaxPool2d
 
 
@@ -41,9 +47,12 @@ class QBasicBlock(nn.Module):
                    _downsample(block.downsample, qb, f'{name}.downsample'),
                    qb.add(True, f'{name}.add'))
 
+    def walk(self, b: Builder, x):
+        identity = x if self.downsample is None else b.conv(self.downsample, x)
+        return b.add(self.add, b.conv(self.conv2, b.conv(self.conv1, x)), identity)
+
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.add(self.conv2(self.conv1(x)), identity)
+        return self.walk(RUN, x)
 
 
 class QBottleneck(nn.Module):
@@ -65,12 +74,33 @@ class QBottleneck(nn.Module):
                    _downsample(block.downsample, qb, f'{name}.downsample'),
                    qb.add(True, f'{name}.add'))
 
+    def walk(self, b: Builder, x):
+        identity = x if self.downsample is None else b.conv(self.downsample, x)
+        return b.add(self.add, b.conv(self.conv3, b.conv(self.conv2, b.conv(self.conv1, x))), identity)
+
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.add(self.conv3(self.conv2(self.conv1(x))), identity)
+        return self.walk(RUN, x)
 
 
-_BLOCKS = {BasicBlock: QBasicBlock, Bottleneck: QBottleneck}
+#: ResNeXt's Bottleneck only builds a grouped, wider conv2: the same dataflow.
+_BLOCKS = {BasicBlock: QBasicBlock, Bottleneck: QBottleneck, XBottleneck: QBottleneck}
+
+
+def quantize_res_layer(layer: nn.Module, qb: QBuilder, name: str) -> nn.Sequential:
+    """A ``ResLayer`` (a sequence of blocks) with every block quantized."""
+    qblocks = []
+    for i, block in enumerate(layer):
+        path = f'{name}.{i}'
+        if type(block) not in _BLOCKS:
+            raise UnsupportedModuleError(path, block, 'not a BasicBlock/Bottleneck')
+        qblocks.append(_BLOCKS[type(block)].from_float(block, qb, path))
+    return nn.Sequential(*qblocks)
+
+
+def walk_res_layer(b: Builder, layer: nn.Sequential, x):
+    for blk in layer:
+        x = blk.walk(b, x)
+    return x
 
 
 class QResNet(ResNet):
@@ -88,24 +118,21 @@ class QResNet(ResNet):
         q.maxpool = QMaxPool2d(mp.kernel_size, mp.stride, mp.padding, mp.dilation,
                                mp.ceil_mode, qb.act(f'{name}.maxpool'))
         for layer_name in net.res_layers:
-            layer = getattr(net, layer_name)
-            qblocks = []
-            for i, block in enumerate(layer):
-                path = f'{name}.{layer_name}.{i}'
-                if type(block) not in _BLOCKS:
-                    raise UnsupportedModuleError(path, block, 'not a BasicBlock/Bottleneck')
-                qblocks.append(_BLOCKS[type(block)].from_float(block, qb, path))
-            setattr(q, layer_name, nn.Sequential(*qblocks))
+            setattr(q, layer_name, quantize_res_layer(getattr(net, layer_name), qb, f'{name}.{layer_name}'))
         return q
 
-    def forward(self, x: Tensor) -> tuple:
-        x = self.maxpool(self.conv1(self.input_quant(x)))
+    def walk(self, b: Builder, x) -> tuple:
+        """``x``: the float image (a graph input name for graph builders)."""
+        x = b.maxpool(self.maxpool, b.conv(self.conv1, b.input(x, self.input_quant)))
         outs = []
         for i, layer_name in enumerate(self.res_layers):
-            x = getattr(self, layer_name)(x)
+            x = walk_res_layer(b, getattr(self, layer_name), x)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def forward(self, x: Tensor) -> tuple:
+        return self.walk(RUN, x)
 
     def train(self, mode: bool = True) -> 'QResNet':
         # Not ResNet.train: frozen stages keep the requires_grad they had,

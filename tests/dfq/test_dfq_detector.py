@@ -70,7 +70,7 @@ def test_pairs_cover_blocks_and_heads():
     names = [p.name for p in pairs]
     assert sum('conv1->conv2' in n for n in names) == 8  # 8 BasicBlocks in ResNet-18
     assert any('rpn_cls,rpn_reg' in n for n in names)
-    assert any('shared_fcs.0->' in n for n in names) and any('->cls,reg' in n for n in names)
+    assert any('shared_fcs.0->' in n for n in names) and any('->fc_cls,fc_reg' in n for n in names)
 
 
 def test_analytic_bias_correction_needs_bn_statistics():

@@ -1,29 +1,21 @@
-"""DFQ maths with grouped (depthwise) consumers, against the dense block-diagonal reference."""
-import pytest
+"""DFQ maths through a depthwise consumer, on the dense block-diagonal form of its weight."""
 import torch
 import torch.nn.functional as F
 
 from fqn_det.dfq import absorb, apply_scales, equalization_scales, expected_output_shift
-from fqn_det.dfq.grouped import from_dense, grouped_in_ranges, to_dense
-from fqn_det.dfq.equalize import in_channel_ranges
+from fqn_det.dfq.equalize import in_channel_ranges, out_channel_ranges
+from fqn_det.dfq.grouped import dense, grouped
 
 
-@pytest.mark.parametrize('groups,o,ig', [(6, 6, 1), (4, 8, 2), (1, 5, 3)])
-def test_dense_round_trip_and_conv(groups, o, ig):
-    g = torch.Generator().manual_seed(groups)
-    w = torch.randn(o, ig, 3, 3, generator=g)
-    d = to_dense(w, groups)
-    assert torch.equal(from_dense(d, groups), w)
-    x = torch.randn(1, ig * groups, 5, 5, generator=g)
-    torch.testing.assert_close(F.conv2d(x, d, padding=1), F.conv2d(x, w, padding=1, groups=groups))
-    torch.testing.assert_close(grouped_in_ranges(w, groups), in_channel_ranges(d))
+class _Layer(torch.nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
 
 
-def test_from_dense_rejects_weights_outside_groups():
-    d = to_dense(torch.randn(4, 1, 3, 3), 4)
-    d[0, 1] = 1.0
-    with pytest.raises(ValueError, match='outside its groups'):
-        from_dense(d, 4)
+def _dw(c, seed):
+    torch.manual_seed(seed)
+    return _Layer(torch.nn.Conv2d(c, c, 3, padding=1, groups=c))
 
 
 def test_equalization_into_depthwise_preserves_the_function_and_balances_ranges():
@@ -31,30 +23,30 @@ def test_equalization_into_depthwise_preserves_the_function_and_balances_ranges(
     c = 6
     w1 = torch.randn(c, 4, 1, 1, generator=g) * torch.logspace(-2, 1, c).reshape(-1, 1, 1, 1)
     b1 = torch.randn(c, generator=g)
-    wd = torch.randn(c, 1, 3, 3, generator=g)
+    m = _dw(c, 0)
+    wd = m.conv.weight.detach()
     x = torch.randn(2, 4, 7, 7, generator=g)
 
     def f(w1, b1, wd):
         return F.conv2d(F.relu(F.conv2d(x, w1, b1)), wd, padding=1, groups=c)
 
-    s = equalization_scales(w1, [wd], groups=[c])
-    w1n, b1n, (wdn,) = apply_scales(w1, b1, [wd], s, groups=[c])
+    s = equalization_scales(w1, [dense(m, wd)])
+    w1n, b1n, (wdn,) = apply_scales(w1, b1, [dense(m, wd)], s)
+    wdn = grouped(m, wdn)
+    assert wdn.shape == wd.shape
     torch.testing.assert_close(f(w1n, b1n, wdn), f(w1, b1, wd), rtol=1e-4, atol=1e-4)
-    r1 = w1n.abs().reshape(c, -1).amax(1)
-    torch.testing.assert_close(r1, grouped_in_ranges(wdn, c))  # both ranges sqrt(r1 * r2)
-    # the dense computation gives the same scales
-    torch.testing.assert_close(s, equalization_scales(w1, [to_dense(wd, c)]))
+    torch.testing.assert_close(out_channel_ranges(w1n), in_channel_ranges(dense(m, wdn)))  # both sqrt(r1 r2)
 
 
-def test_absorption_and_bias_correction_through_depthwise_match_dense():
-    g = torch.Generator().manual_seed(1)
+def test_depthwise_as_producer_and_consumer():
+    """A depthwise conv's output channel i is its input channel i: absorption and bias correction per channel."""
     c = 5
-    wd, bd = torch.randn(c, 1, 3, 3, generator=g), torch.randn(c, generator=g)
-    cvec = torch.rand(c, generator=g)
-    _, (nb,) = absorb(torch.zeros(c), [(wd, bd)], cvec, groups=[c])
-    _, (ref,) = absorb(torch.zeros(c), [(to_dense(wd, c), bd)], cvec)
-    torch.testing.assert_close(nb, ref)
+    m = _dw(c, 1)
+    wd, bd = m.conv.weight.detach(), m.conv.bias.detach()
+    cvec = torch.rand(c)
+    _, (nb,) = absorb(torch.zeros(c), [(dense(m, wd), bd)], cvec)
+    torch.testing.assert_close(nb, bd + wd.reshape(c, -1).sum(1) * cvec)
     wq = torch.round(wd * 4) / 4
-    mean = torch.rand(c, generator=g)
-    torch.testing.assert_close(expected_output_shift(wd, wq, mean, c),
-                               expected_output_shift(to_dense(wd, c), to_dense(wq, c), mean))
+    mean = torch.rand(c)
+    torch.testing.assert_close(expected_output_shift(dense(m, wd), dense(m, wq), mean),
+                               (wq - wd).reshape(c, -1).sum(1) * mean)

@@ -65,12 +65,19 @@ def test_fold_bn_linear_and_given_stats():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def _linked(layer):
+    """A layer used on its own: each call site fed by a (not yet calibrated) input quantizer."""
+    for site in range(len(layer.out_quant)):
+        layer.link_input(ActQuantizer(QScheme(8), name=f'in{site}'), site)
+    return layer
+
+
 def _qconv(freeze_bn=True, seed=0, cin=3, cout=8):
     conv = _conv(cin, cout, False, seed)
     bn = _random_bn(cout, seed + 1)
-    return QConv2d(conv, bn, relu=True,
-                   w_quant=WeightQuantizer(QScheme(4, per_channel=True), cout),
-                   out_quant=[ActQuantizer(QScheme(4), name='t')], freeze_bn=freeze_bn)
+    return _linked(QConv2d(conv, bn, relu=True,
+                           w_quant=WeightQuantizer(QScheme(4, per_channel=True), cout),
+                           out_quant=[ActQuantizer(QScheme(4), name='t')], freeze_bn=freeze_bn))
 
 
 def _bn_state(bn):
@@ -200,7 +207,7 @@ def test_qconv_without_bn_and_sites():
     qc = QConv2d(conv, None, False, WeightQuantizer(QScheme(4, per_channel=True), 4),
                  [ActQuantizer(QScheme(8), ema_stat='minmax', name='s0'),
                   ActQuantizer(QScheme(8), ema_stat='minmax', name='s1')])
-    qc.train()
+    _linked(qc).train()
     w, b = qc.folded_weight_bias()
     assert w is conv.weight and b is conv.bias
     x0 = torch.randn(2, 3, 4, 4, generator=_gen(40))
@@ -222,7 +229,7 @@ def test_qlinear(relu):
     lin = nn.Linear(6, 5)
     ql = QLinear(lin, relu, WeightQuantizer(QScheme(4, per_channel=True), 5),
                  [ActQuantizer(QScheme(4), name='fc')])
-    ql.train()
+    _linked(ql).train()
     x = torch.randn(16, 6, generator=_gen(42))
     y = ql(x)
     assert y.shape == (16, 5)
@@ -262,10 +269,10 @@ def test_qadd(relu):
 
 def _three_site_qconv(freeze_bn, seed=7):
     conv = _conv(4, 6, True, seed)
-    return QConv2d(conv, _random_bn(6, seed + 1), relu=True,
-                   w_quant=WeightQuantizer(QScheme(4, per_channel=True), 6),
-                   out_quant=[ActQuantizer(QScheme(4), ema_stat='minmax', name=f's{i}') for i in range(3)],
-                   freeze_bn=freeze_bn)
+    return _linked(QConv2d(conv, _random_bn(6, seed + 1), relu=True,
+                           w_quant=WeightQuantizer(QScheme(4, per_channel=True), 6),
+                           out_quant=[ActQuantizer(QScheme(4), ema_stat='minmax', name=f's{i}') for i in range(3)],
+                           freeze_bn=freeze_bn))
 
 
 @pytest.mark.parametrize('freeze_bn', [True, False])
@@ -308,3 +315,17 @@ def test_nested_shared_weight_blocks_keep_the_outer_cache():
             assert qc._weight_cache is outer
         assert qc._weight_cache is outer  # the inner block does not end the outer one
     assert qc._weight_cache is None
+
+
+def test_unlinked_layer_is_an_error_not_a_float_bias():
+    from fqn_det.nn import UnlinkedInputError
+    conv = nn.Conv2d(3, 4, 1, bias=True)
+    qc = QConv2d(conv, None, False, WeightQuantizer(QScheme(4, per_channel=True), 4),
+                 [ActQuantizer(QScheme(8), name='lonely'), ActQuantizer(QScheme(8), name='lonely2')])
+    x = torch.randn(1, 3, 2, 2)
+    with pytest.raises(UnlinkedInputError, match="lonely: no input quantizer linked at call site 0"):
+        qc(x)
+    qc.link_input(ActQuantizer(QScheme(8), name='in'), 0)
+    qc(x)
+    with pytest.raises(UnlinkedInputError, match='call site 1'):
+        qc(x, 1)

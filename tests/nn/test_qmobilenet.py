@@ -3,7 +3,7 @@ import pytest
 import torch
 from mmdet.models.backbones import MobileNetV2
 
-from fqn_det.export.detectors import link_input_quantizers
+from fqn_det.nn.link import link_input_quantizers
 from fqn_det.models.imagenet_mobilenet import FeatureExtractor
 from fqn_det.nn import QBuilder, UnsupportedModuleError
 from fqn_det.nn.qmobilenet import QInvertedResidual, QMobileNetV2

@@ -15,6 +15,7 @@ def _model():
     conv = nn.Conv2d(8, 6, 3, padding=1)
     q = QConv2d(conv, nn.BatchNorm2d(6), relu=True, w_quant=WeightQuantizer(QScheme(4, per_channel=True), 6),
                 out_quant=[ActQuantizer(QScheme(4), ema_stat='minmax', name='q')])
+    q.link_input(ActQuantizer(QScheme(8), name='in'))  # used on its own: a (not calibrated) input quantizer
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), q)
 
 
