@@ -10,6 +10,12 @@ FP32; per-tensor W8A8 plain (BN folding only), + equalization, + absorption,
 without DFQ; and the fully data-free variants (ranges from BN statistics).
 Activation ranges of the other rows are calibrated (FQN percentile, n batches).
 On COCO: pass an R50 config/checkpoint and the data options (see README).
+
+    python benchmarks/bench_dfq.py --mode imagenet-mobilenetv2 --out benchmarks/results/dfq_mobilenetv2_imagenet.md
+
+runs DFQ's own experiment instead: real ImageNet MobileNetV2 weights, logit SQNR
+and top-1 agreement with FP32 on real photos at each weight bit width
+(``benchmarks/dfq_imagenet.py``).
 """
 import argparse
 import copy
@@ -21,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dfq_imagenet  # noqa: E402
 from common import write_results  # noqa: E402
 
 # name, w_bits, a_bits, per_channel, equalization, absorption, bias_correction, ranges
@@ -43,6 +50,8 @@ VARIANTS = [
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--mode', choices=('detector', 'imagenet-mobilenetv2'), default='detector',
+                   help='a trained detector (default) or the ImageNet MobileNetV2 classifier')
     p.add_argument('--config', default='configs/synthetic/retina_r18_tiny_int4.py',
                    help='quantized (QuantizedDetector) config')
     p.add_argument('--fp-config', default='configs/synthetic/retina_r18_tiny_fp32.py',
@@ -59,6 +68,7 @@ def parse_args():
                         '(s in [1/SPREAD, SPREAD]): the MobileNet-like case DFQ was made for')
     p.add_argument('--only', nargs='*', type=int, help='indices of VARIANTS to run (default: all)')
     p.add_argument('--out', help='write the results markdown here')
+    dfq_imagenet.add_args(p)
     from fqn_det.utils.cli import add_common_args
     add_common_args(p)
     return p.parse_args()
@@ -82,6 +92,9 @@ def load_cfg(path: str, args):
 
 def main():
     args = parse_args()
+    if args.mode == 'imagenet-mobilenetv2':
+        dfq_imagenet.run(args)
+        return
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'error: FP32 checkpoint not found: {args.checkpoint} (run `make demo` first, or '
                          'pass --checkpoint)')

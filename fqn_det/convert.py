@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Mapping, Type
 
-from mmdet.models.backbones import ResNet, ResNeXt
-from mmdet.models.dense_heads import RetinaHead, RPNHead
+from mmdet.models.backbones import MobileNetV2, ResNet, ResNeXt
+from mmdet.models.dense_heads import RetinaHead, RPNHead, SSDHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
-from mmdet.models.necks import FPN
+from mmdet.models.necks import FPN, SSDNeck
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead, ConvFCBBoxHead, Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
@@ -29,6 +29,8 @@ from .nn import QBuilder, QConv2d, QLinear, UnsupportedModuleError, clone_as
 from .nn.link import link_input_quantizers
 from .nn.qfpn import QFPN
 from .nn.qheads import QRetinaHead, QRPNHead
+from .nn.qmobilenet import QMobileNetV2
+from .nn.qssd import QSSDHead, QSSDNeck
 from .nn.qresnet import QResNet
 from .nn.qroi_head import QBBoxHead, QConvFCBBoxHead, QResLayerHead, QSingleRoIExtractor
 from .quant import ActQuantizer, QuantConfig
@@ -67,6 +69,9 @@ _DETECTOR = _container(['backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head']
 QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
     ResNet: QResNet.from_float,
     ResNeXt: QResNet.from_float,
+    MobileNetV2: QMobileNetV2.from_float,
+    SSDNeck: QSSDNeck.from_float,
+    SSDHead: QSSDHead.from_float,
     FPN: QFPN.from_float,
     RetinaHead: QRetinaHead.from_float,
     RPNHead: QRPNHead.from_float,

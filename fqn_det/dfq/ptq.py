@@ -109,7 +109,8 @@ def post_training_quantize(model: nn.Module, *, equalization: bool = False, abso
     report: dict = {}
     if equalization or absorption:
         rep = apply_dfq(det, equalization=equalization, absorption=absorption)
-        report.update(pairs=rep.pairs, skipped=rep.skipped, sweeps=rep.sweeps, absorbed=rep.absorbed)
+        report.update(pairs=rep.pairs, skipped=rep.skipped, sweeps=rep.sweeps, absorbed=rep.absorbed,
+                      relu6_replaced=rep.relu6_replaced)
     else:
         fold_bn_permanently(det)
     if bias_correction == 'analytic':

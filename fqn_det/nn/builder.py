@@ -18,6 +18,8 @@ from ..quant.config import SCORE_THR
 from .qconv import QAdd, QConv2d, QLinear
 
 M = TypeVar('M', bound=nn.Module)
+#: The activation-range ceiling that expresses a ReLU6.
+RELU6_CEILING = 6.0
 
 
 class UnsupportedModuleError(TypeError):
@@ -110,10 +112,14 @@ class QBuilder:
             raise UnsupportedModuleError(name, cm, f'ConvModule order {cm.order} is not conv-norm-act')
         if cm.with_explicit_padding:
             raise UnsupportedModuleError(name, cm, 'explicit padding layers are not supported')
-        relu = False
+        relu, relu6 = False, False
         if cm.with_activation:
-            if type(cm.activate) is not nn.ReLU:
+            if type(cm.activate) not in (nn.ReLU, nn.ReLU6):
                 raise UnsupportedModuleError(f'{name}.activate', cm.activate,
-                                             'only ReLU activations can be fused')
-            relu = True
-        return self.conv(cm.conv, cm.norm if cm.with_norm else None, relu, name, sites)
+                                             'only ReLU / ReLU6 activations can be fused')
+            relu, relu6 = True, type(cm.activate) is nn.ReLU6
+        q = self.conv(cm.conv, cm.norm if cm.with_norm else None, relu, name, sites)
+        if relu6:  # ReLU6 = ReLU, then an activation range that never exceeds 6
+            for aq in q.out_quant:
+                aq.ceiling = RELU6_CEILING
+        return q

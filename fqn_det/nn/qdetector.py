@@ -32,10 +32,17 @@ def _walker(det: nn.Module, attr: str) -> Optional[nn.Module]:
 def walk_detector(det: nn.Module, b: Builder, roi_b: Optional[Builder] = None) -> bool:
     """Walk a quantized detector with builder ``b`` (and ``roi_b`` for the RoI stage).
 
+    A backbone with no neck or heads (a feature extractor, e.g. under an ImageNet
+    classifier) has its feature maps as the integer outputs (group ``'feats'``).
+
     Returns:
         bool: True for two-stage detectors (which use ``roi_b``).
     """
     feats = _walker(det, 'backbone').walk(b, 'image')
+    if all(getattr(det, k, None) is None for k in ('neck', 'bbox_head', 'rpn_head', 'roi_head')):
+        for f in feats:
+            b.int_output(f, 'feats')
+        return False
     neck = _walker(det, 'neck')  # None for C4 / DC5 models
     if neck is not None:
         feats = neck.walk(b, feats)

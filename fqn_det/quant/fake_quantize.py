@@ -125,6 +125,9 @@ class ActQuantizer(nn.Module):
             threshold, which are discarded): the range's lower end is raised
             towards it, so the levels go to what is kept, while the lowest level
             stays strictly below ``floor`` (see :func:`floored_min`).
+        ceiling (float, optional): Inputs are clipped at ``ceiling`` and ranges never
+            exceed it: a ReLU6 before this quantizer is expressed as ``ceiling=6`` (the
+            integer clamp at the top of the range then is the ReLU6).
         name (str): Module path, used in error messages.
         num_channels (int): Channels of a per-channel scheme (ignored per tensor).
     """
@@ -133,7 +136,7 @@ class ActQuantizer(nn.Module):
 
     def __init__(self, scheme: QScheme, momentum: float = 0.01, ema_stat: str = 'percentile',
                  gamma: float = 0.999, hist_bins: int = 2048, name: str = '',
-                 floor: float | None = None, num_channels: int = 1) -> None:
+                 floor: float | None = None, num_channels: int = 1, ceiling: float | None = None) -> None:
         super().__init__()
         shape: tuple = ()
         if scheme.per_channel:
@@ -151,6 +154,7 @@ class ActQuantizer(nn.Module):
         self.hist_bins = hist_bins
         self.name = name
         self.floor = None if floor is None else float(floor)
+        self.ceiling = None if ceiling is None else float(ceiling)
         self.register_buffer('scale', torch.ones(shape))
         self.register_buffer('zero_point', torch.zeros(shape, dtype=torch.int32))
         self.register_buffer('min_val', torch.zeros(shape))
@@ -228,6 +232,8 @@ class ActQuantizer(nn.Module):
     def set_range(self, lo: Tensor, hi: Tensor) -> None:
         self.min_val.copy_(lo)
         self.max_val.copy_(hi)
+        if self.ceiling is not None:
+            self.max_val.clamp_(max=self.ceiling)
         qparams = None
         if self.per_channel:
             qparams = calc_qparams(self.min_val, self.max_val, self.scheme)
@@ -269,6 +275,8 @@ class ActQuantizer(nn.Module):
         self.set_range(lo, hi)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.ceiling is not None:
+            x = x.clamp(max=self.ceiling)
         if self._hist is not None:
             try:
                 self._calibrate(x)
@@ -289,7 +297,8 @@ class ActQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f'{self.scheme}, ema={self.ema_stat}@{self.momentum}' + \
-            ('' if self.floor is None else f', floor={self.floor:g}')
+            ('' if self.floor is None else f', floor={self.floor:g}') + \
+            ('' if self.ceiling is None else f', ceiling={self.ceiling:g}')
 
 
 __all__ = ['WeightQuantizer', 'ActQuantizer', 'NotCalibratedError']

@@ -1,0 +1,56 @@
+"""RetinaNet-MobileNetV2 through the tools: train -> FQN QAT (calibration) -> resume -> test -> export ->
+integer engine and onnxruntime; tools/ptq.py with DFQ writes what it could not equalize."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_train_test_e2e import IMG, ROOT, coco_map, data_opts, tool  # noqa: E402
+
+from fqn_det.datasets import generate_synthetic_coco  # noqa: E402
+
+CFG = ROOT / 'configs' / 'fqn' / 'synthetic'
+FP, Q = CFG / 'retinanet_mobilenetv2_fpn_12e_synthetic.py', CFG / 'retinanet_mobilenetv2_fpn_fqn-w4a4_2e_synthetic.py'
+
+
+def narrow(p):
+    return [f'{p}backbone.widen_factor=0.25', f'{p}neck.in_channels=[8,24,80]', f'{p}neck.out_channels=16',
+            f'{p}bbox_head.in_channels=16', f'{p}bbox_head.feat_channels=16', f'{p}test_cfg.score_thr=0.0']
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp('e2e_mbv2') / 'data'
+    generate_synthetic_coco(out, num_train=8, num_val=4, img_size=IMG, seed=3, progress=False)
+    return out
+
+
+def test_train_resume_test_export_ptq(data, tmp_path):
+    d = data_opts(data)
+    tool('train.py', FP, '--work-dir', tmp_path / 'fp', '--cfg-options', *d, *narrow('model.'),
+         'train_cfg.max_epochs=1', 'train_cfg.val_interval=5', 'default_hooks.checkpoint.interval=1')
+    fp_ckpt = tmp_path / 'fp' / 'epoch_1.pth'
+    q_opts = [*d, *narrow('model.detector.'), f'load_from={fp_ckpt}', 'model.quant_cfg.calib.num_batches=2',
+              'train_cfg.val_interval=5']
+    out = tool('train.py', Q, '--work-dir', tmp_path / 'q', '--cfg-options', *q_opts)
+    assert 'FQN calibration:' in out
+    e1, e2 = tmp_path / 'q' / 'epoch_1.pth', tmp_path / 'q' / 'epoch_2.pth'
+    out = tool('train.py', Q, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
+    assert 'resumed epoch: 1' in out and 'already calibrated' in out
+    test_opts = ['--cfg-options', *d, *narrow('model.detector.')]
+    fq = coco_map(tool('test.py', Q, e2, '--work-dir', tmp_path / 't', *test_opts))
+    tool('export.py', Q, e2, '--out', tmp_path / 'exp', *test_opts)
+    for model_file in ('model.fqnint', 'model.onnx'):
+        got = coco_map(tool('test.py', Q, tmp_path / 'exp' / model_file, '--work-dir', tmp_path / 't', *test_opts))
+        assert abs(got - fq) <= 0.1, (model_file, got, fq)
+    # post-training quantization with DFQ from the FP32 checkpoint; the report lists what was not equalized
+    tool('ptq.py', Q, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction', 'analytic',
+         '--ranges', 'data-free', *test_opts)
+    rep = json.loads((tmp_path / 'ptq' / 'ptq_report.json').read_text())
+    assert 'backbone.layer2.0.expand_conv->depthwise_conv' in rep['pairs']
+    assert 'backbone.layer2.0.depthwise_conv' in rep['relu6_replaced']
+    assert any(s.startswith('backbone.layer2.1.linear_conv -> ') and 'add backbone.layer2.1.add' in s
+               for s in rep['skipped'])
+    tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')
