@@ -12,20 +12,17 @@ one process, interleaved, on the same input: ratios are measured side by side.
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import machine
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--config', default='configs/retina_int4.py')
+    p.add_argument('--config', default='configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py')
     p.add_argument('--size', type=int, default=512)
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--threads', type=int, default=2)
