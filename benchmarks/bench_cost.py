@@ -12,7 +12,7 @@
 * peak memory of calibration vs 20 eval forwards: each in a fresh process
   (``ru_maxrss`` of that process, minus its resident size before the phase).
 
-Targets (issue 5): QAT iteration at most 1.3x FP; calibration at most 2x eval.
+Goals: QAT iteration at most 1.3x FP; calibration at most 2x eval.
 Random weights are fine here: cost does not depend on the values.
 """
 import argparse
@@ -160,7 +160,7 @@ def main():
     ]
     lines = ['| measure | values | ratio | target | met |', '|---|---|---|---|---|']
     for name, vals, ratio, target, met in rows:
-        lines.append(f"| {name} | {vals} | {ratio} | {target} | {'-' if met is None else ('yes' if met else 'NO')} |")
+        lines.append(f"| {name} | {vals} | {ratio} | {target} | {'-' if met is None else ('yes' if met else 'no')} |")
     table = '\n'.join(lines)
     print(table)
     if args.out:

@@ -42,7 +42,7 @@ class StreamingHistogram:
 
     Args:
         bins_per_side (int): Bins on each side of zero; at least 1024 (the
-            brief asks for at least 2048 bins in all). Defaults to 2048.
+            default gives 4096 bins in all). Defaults to 2048.
     """
 
     def __init__(self, bins_per_side: int = 2048) -> None:

@@ -12,8 +12,10 @@ def _demo(wd: Path, *extra: str) -> str:
     out = subprocess.run([sys.executable, str(ROOT / 'tools/demo.py'), '--work-dir', str(wd), *TINY, *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    # no warning from the project's own code (mmengine's and mmdet's own are theirs)
+    # no warning from the project's own code (mmengine's and mmdet's own are theirs), except the one
+    # this tiny dataset must give: 3 training batches for calibration's 20 (the demo's 3000 images have 375)
     ours = re.findall(r'(?:fqn_det|tools)/[\w/]+\.py:\d+: \w*Warning: [^\n]*', out.stderr)
+    ours = [w for w in ours if 'training dataloader has only 3; calibrating on 3' not in w]
     assert not ours, ours
     # the progress bar (stderr is a pipe here) redraws on lines of its own, never with carriage returns
     assert '\r' not in out.stderr

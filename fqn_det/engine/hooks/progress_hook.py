@@ -1,11 +1,11 @@
 """A progress bar over training iterations (with the current loss), for interactive runs."""
 from __future__ import annotations
 
-import sys
-
 from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
+
+from ...utils.progress import progress_bar
 
 
 @HOOKS.register_module()
@@ -33,11 +33,8 @@ class FQNProgressBarHook(Hook):
 
     def before_train(self, runner) -> None:
         if is_main_process():
-            from tqdm import tqdm
-            tty = sys.stderr.isatty()
-            self._bar = tqdm(total=runner.max_iters, initial=runner.iter, desc=self.desc, unit='it',
-                             dynamic_ncols=tty, leave=True, file=sys.stderr if tty else _Lines(sys.stderr),
-                             mininterval=0.1 if tty else self.log_interval, ascii=not tty)
+            self._bar = progress_bar(self.log_interval, total=runner.max_iters, initial=runner.iter,
+                                     desc=self.desc, unit='it', leave=True)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._bar is None:
@@ -45,24 +42,10 @@ class FQNProgressBarHook(Hook):
         self._bar.update(1)
         loss = (outputs or {}).get('loss')
         if loss is not None:
-            self._bar.set_postfix(epoch=runner.epoch + 1, loss=f'{float(loss):.3f}', refresh=False)
+            self._bar.set_postfix(epoch=runner.epoch + 1, loss=f'{float(loss.detach()):.3f}', refresh=False)
 
     def after_train(self, runner) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
 
-
-class _Lines:
-    """A non-terminal stream for tqdm: each redraw ends its line instead of returning the carriage."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = text.replace('\r', '')
-        if text.strip():
-            self.stream.write(text.rstrip('\n') + '\n')
-
-    def flush(self) -> None:
-        self.stream.flush()
