@@ -16,6 +16,9 @@ test: setup
 demo: setup
 	$(PY) tools/demo.py
 
+lint: setup
+	$(PY) -m ruff check .
+
 clean-demo:
 	rm -rf work_dirs/demo
 

@@ -1,7 +1,8 @@
 """Cost of FQN, measured side by side in one run: QAT vs FP iterations, calibration vs eval, memory.
 
     python benchmarks/bench_cost.py --out benchmarks/results/cost_retina_synthetic.md
-    python benchmarks/bench_cost.py --config configs/synthetic/retina_r18_tiny_int4_floor_pc.py  # another recipe
+    python benchmarks/bench_cost.py \
+        --config configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4-floor-pc_2e_synthetic.py  # another recipe
 
 * QAT iteration time / FP iteration time: the same batches, forward + backward +
   optimizer step, the FP detector and its W4A4 FQN counterpart interleaved
@@ -11,7 +12,7 @@
 * peak memory of calibration vs 20 eval forwards: each in a fresh process
   (``ru_maxrss`` of that process, minus its resident size before the phase).
 
-Targets (issue 5): QAT iteration at most 1.3x FP; calibration at most 2x eval.
+Goals: QAT iteration at most 1.3x FP; calibration at most 2x eval.
 Random weights are fine here: cost does not depend on the values.
 """
 import argparse
@@ -22,15 +23,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import write_results
 
-FP_CFG = 'configs/synthetic/retina_r18_tiny_fp32.py'
-Q_CFG = 'configs/synthetic/retina_r18_tiny_int4.py'
+FP_CFG = 'configs/fqn/retinanet_r18-tiny_fpn_12e_synthetic.py'
+Q_CFG = 'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'
 
 
 def parse_args():
@@ -162,7 +160,7 @@ def main():
     ]
     lines = ['| measure | values | ratio | target | met |', '|---|---|---|---|---|']
     for name, vals, ratio, target, met in rows:
-        lines.append(f"| {name} | {vals} | {ratio} | {target} | {'-' if met is None else ('yes' if met else 'NO')} |")
+        lines.append(f"| {name} | {vals} | {ratio} | {target} | {'-' if met is None else ('yes' if met else 'no')} |")
     table = '\n'.join(lines)
     print(table)
     if args.out:

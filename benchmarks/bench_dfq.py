@@ -19,16 +19,13 @@ and top-1 agreement with FP32 on real photos at each weight bit width
 """
 import argparse
 import copy
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import dfq_imagenet  # noqa: E402
-from common import write_results  # noqa: E402
+import dfq_imagenet
+from common import write_results
 
 # name, w_bits, a_bits, per_channel, equalization, absorption, bias_correction, ranges
 VARIANTS = [
@@ -52,9 +49,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--mode', choices=('detector', 'imagenet-mobilenetv2'), default='detector',
                    help='a trained detector (default) or the ImageNet MobileNetV2 classifier')
-    p.add_argument('--config', default='configs/synthetic/retina_r18_tiny_int4.py',
+    p.add_argument('--config', default='configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py',
                    help='quantized (QuantizedDetector) config')
-    p.add_argument('--fp-config', default='configs/synthetic/retina_r18_tiny_fp32.py',
+    p.add_argument('--fp-config', default='configs/fqn/retinanet_r18-tiny_fpn_12e_synthetic.py',
                    help='the float config of the same detector (FP32 row)')
     p.add_argument('--checkpoint', default='work_dirs/demo/fp32.pth', help='trained FP32 mmdet checkpoint')
     p.add_argument('--data', default='work_dirs/demo/data',
@@ -103,7 +100,7 @@ def main():
 
     from fqn_det.dfq.ptq import batch_runner, post_training_quantize
     from fqn_det.utils.cli import build_runner
-    from fqn_det.utils.workers import releasing_workers
+    from fqn_det.compat.dataloader_workers import releasing_workers
 
     work = Path(tempfile.mkdtemp(prefix='bench_dfq_'))
     source_ckpt = args.checkpoint
@@ -111,8 +108,9 @@ def main():
         import torch
 
         from fqn_det.dfq.imbalance import unbalance_channels
-        from fqn_det.utils.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
-        allow_mmengine_checkpoints()
+        from fqn_det import compat
+        from fqn_det.utils.checkpoint import load_checkpoint_file
+        compat.install()
         state = load_checkpoint_file(args.checkpoint, 'cpu')
         unbalance_channels(state['state_dict'], args.unbalance)
         args.checkpoint = str(work / 'unbalanced_fp32.pth')

@@ -16,22 +16,20 @@ as ``tools/test.py`` runs it (float detector, integer ONNX, integer engine).
 """
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import write_results  # noqa: E402
+from common import write_results
 
 DETECTORS = {
-    'retina': ('RetinaNet R50-FPN', {'paper default': 'configs/retina_int4.py',
-                                     'symmetric weights': 'configs/retina_int4.py',
-                                     'per-channel head outputs': 'configs/retina_int4_floor_pc.py'}),
+    'retina': ('RetinaNet R50-FPN', {'paper default': 'configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py',
+                                     'symmetric weights': 'configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py',
+                                     'per-channel head outputs':
+                                         'configs/fqn/retinanet_r50_fpn_fqn-w4a4-floor-pc_3e_coco.py'}),
     'faster': ('Faster R-CNN R50-FPN (image -> FPN + RPN graph)',
-               {'paper default': 'configs/faster_rcnn_int4.py', 'symmetric weights': 'configs/faster_rcnn_int4.py',
-                'per-channel head outputs': 'configs/faster_rcnn_int4_outputs_pc.py'}),
+               {'paper default': 'configs/fqn/faster-rcnn_r50_fpn_fqn-w4a4_3e_coco.py',
+                'symmetric weights': 'configs/fqn/faster-rcnn_r50_fpn_fqn-w4a4_3e_coco.py',
+                'per-channel head outputs': 'configs/fqn/faster-rcnn_r50_fpn_fqn-w4a4-pc_3e_coco.py'}),
 }
 FP32, ORT8 = 'FP32 ONNX', 'onnxruntime int8 (quantize_static)'
 

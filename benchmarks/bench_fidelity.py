@@ -31,7 +31,7 @@ SETTINGS = [(b, b) for b in range(2, 9)] + [(4, 8), (8, 4)]
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--config', default='configs/synthetic/retina_r18_tiny_int4.py')
+    p.add_argument('--config', default='configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py')
     p.add_argument('--checkpoint', default='work_dirs/demo/fp32.pth', help='trained FP32 mmdet checkpoint')
     p.add_argument('--data', default='work_dirs/demo/data')
     p.add_argument('--img-size', type=int, default=128)

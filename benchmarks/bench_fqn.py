@@ -46,15 +46,12 @@ is tuned per row. On COCO, pass the R50 configs, checkpoint and data options
 """
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import write_results
 
 Q = 'model.quant_cfg.'
 NO_CALIB = object()  # marker: remove FQNCalibrationHook
@@ -105,9 +102,10 @@ HEAD_OUTPUTS = {
                'reg': 'rpn_head.rpn_reg=;roi_head.bbox_head.fc_reg='},
 }
 FP32_FT = 'FP32 fine-tuned with the QAT schedule and budget, no quantization'
-CONFIGS = {'retina': ('configs/synthetic/retina_r18_tiny_fp32.py', 'configs/synthetic/retina_r18_tiny_int4.py'),
-           'faster': ('configs/synthetic/faster_rcnn_r18_tiny_fp32.py',
-                      'configs/synthetic/faster_rcnn_r18_tiny_int4.py')}
+CONFIGS = {'retina': ('configs/fqn/retinanet_r18-tiny_fpn_12e_synthetic.py',
+                      'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'),
+           'faster': ('configs/fqn/faster-rcnn_r18-tiny_fpn_12e_synthetic.py',
+                      'configs/fqn/faster-rcnn_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py')}
 
 
 def default_rows(detector: str) -> list:
@@ -174,7 +172,7 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
 
     from fqn_det.datasets import reference_schedule_options
     from fqn_det.utils.cli import build_runner
-    from fqn_det.utils.workers import releasing_workers
+    from fqn_det.compat.dataloader_workers import releasing_workers
     print(f'[fp32] training {fp_path} for {args.train_fp} epochs -> {args.checkpoint}', flush=True)
     cfg = build_cfg(fp_path, args, work, reference_schedule_options(args.train_fp))
     if args.fp_backbone:
@@ -194,7 +192,7 @@ def train_fp32(fp_path: str, args, work: Path) -> None:
 def run_row(row: str, args, fp_path: str, q_path: str, work: Path, budget: dict, seed: int):
     """Train (unless ``row`` is ``fp32``) and evaluate one row with one seed: ``(name, metrics)``."""
     from fqn_det.utils.cli import build_runner
-    from fqn_det.utils.workers import releasing_workers
+    from fqn_det.compat.dataloader_workers import releasing_workers
     if row == 'fp32':
         cfg = build_cfg(fp_path, args, work, {}, seed)
         cfg.load_from = args.checkpoint
@@ -289,7 +287,7 @@ def _spread(metrics, key: str = 'coco/bbox_mAP') -> str:
 
 
 def render(results, total_rows: int) -> str:
-    """The results table and the issue's targets, for the rows measured so far.
+    """The results table and the accuracy goals, for the rows measured so far.
 
     ``results`` holds ``(row, name, metrics, seconds)``; ``metrics`` is one seed's dict or a list
     of per-seed dicts, reported as mean ± sample std with the per-seed values in their own column.
@@ -318,12 +316,12 @@ def render(results, total_rows: int) -> str:
     if fp is not None and 'fqn' in by_row:
         fqn_loss = fp - by_row['fqn']
         summary.append(f'- FQN W4A4 loses {fqn_loss:.3f} mAP against FP32 (target: at most 0.010): '
-                       f"{'met' if fqn_loss <= 0.010 else 'MISSED'}.")
+                       f"{'met' if fqn_loss <= 0.010 else 'missed'}.")
         if 'iao' in by_row:
             iao_loss = fp - by_row['iao']
             ratio = iao_loss / fqn_loss if fqn_loss > 0 else float('inf')
             line = (f'- IAO baseline loses {iao_loss:.3f}; IAO loss / FQN loss = {ratio:.2f} '
-                    f"(target: at least 3; the paper reports > 3.8): {'met' if ratio >= 3 else 'MISSED'}.")
+                    f"(target: at least 3; the paper reports > 3.8): {'met' if ratio >= 3 else 'missed'}.")
             if 'fqn' in seeds and 'iao' in seeds:  # the same seed's runs paired
                 per = [(fp - i) / (fp - f) if fp > f else float('inf') for f, i in zip(seeds['fqn'], seeds['iao'])]
                 line += f" Per seed: {', '.join(f'{r:.2f}' for r in per)}."
@@ -334,7 +332,7 @@ def render(results, total_rows: int) -> str:
             continue
         fl_loss = fp - by_row[row]
         line = (f'- FQN W4A4 with {what} (not in the paper) loses {fl_loss:.3f} '
-                f"(target: at most 0.010): {'met' if fl_loss <= 0.010 else 'MISSED'}.")
+                f"(target: at most 0.010): {'met' if fl_loss <= 0.010 else 'missed'}.")
         if 'iao' in by_row:
             iao_loss = fp - by_row['iao']
             line += (f' IAO loss / its loss = {iao_loss / fl_loss if fl_loss > 0 else float("inf"):.2f} '

@@ -24,8 +24,6 @@ def machine() -> str:
 
 def write_markdown(path, text: str) -> None:
     """Write a results file (atomically), creating its folder."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fqn_det.utils.atomic import atomic_write_bytes
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
 

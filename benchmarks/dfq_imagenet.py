@@ -101,7 +101,8 @@ def run(args) -> None:
         print(f'FP32, CLE{" + absorption" * ab}, ReLU6 -> ReLU: {fp_rows[-1][0]:.1f} dB, top-1 agreement '
               f'{fp_rows[-1][1]:.2f}', flush=True)
     dfq_report = rep
-    plan = [(r, b) for b in args.bits for r in ROWS] + [(r, b) for b in args.weights_only_bits for r in WEIGHTS_ONLY_ROWS]
+    plan = [(r, b) for b in args.bits for r in ROWS] + \
+        [(r, b) for b in args.weights_only_bits for r in WEIGHTS_ONLY_ROWS]
     for (name, pc, eq, ab, bc, ranges), bits in plan:
         t = time.time()
         m = build(bits, pc)

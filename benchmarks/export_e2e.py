@@ -43,7 +43,7 @@ def test_config(config: str, data: Path, size: int, work: Path, proposals: int, 
     """``config`` with the generated dataset as test set, ``proposals`` RPN proposals an image."""
     from mmengine.config import Config
     cfg = Config.fromfile(str(ROOT / config))
-    syn = Config.fromfile(str(ROOT / 'configs/synthetic/_base_/synthetic_coco.py'))
+    syn = Config.fromfile(str(ROOT / 'configs/fqn/_base_/datasets/synthetic_coco.py'))
     loader = copy.deepcopy(syn.test_dataloader)
     loader.update(batch_size=1, num_workers=0, persistent_workers=False)
     loader.dataset.update(data_root=f'{data}/')

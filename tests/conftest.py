@@ -18,12 +18,20 @@ register_all_modules(init_default_scope=True)
 
 
 def load_script(rel: str):
-    """A repository script (``tools/demo.py``, ``benchmarks/bench_fqn.py``) imported as a module."""
+    """A repository script (``tools/demo.py``, ``benchmarks/bench_fqn.py``) imported as a module.
+
+    Its folder is on ``sys.path`` while it loads, as when Python runs it (``from common import ...``).
+    """
     import importlib.util
+    import sys
     path = ROOT / rel
     spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(path.parent))
     return mod
 
 
@@ -36,8 +44,9 @@ def mmdet_model_cfg(rel: str) -> dict:
 
 def tiny_model_cfg(kind: str) -> dict:
     """The synthetic reference detector, narrowed further for fast tests."""
-    name = {'retina': 'retina_r18_tiny_fp32.py', 'faster': 'faster_rcnn_r18_tiny_fp32.py'}[kind]
-    m = copy.deepcopy(Config.fromfile(str(ROOT / 'configs' / 'synthetic' / name)).model)
+    name = {'retina': 'retinanet_r18-tiny_fpn_12e_synthetic.py',
+            'faster': 'faster-rcnn_r18-tiny_fpn_12e_synthetic.py'}[kind]
+    m = copy.deepcopy(Config.fromfile(str(ROOT / 'configs' / 'fqn' / name)).model)
     m.backbone.base_channels = 8
     m.neck.in_channels = [8, 16, 32, 64]
     m.neck.out_channels = 16

@@ -45,9 +45,9 @@ from fqn_det.utils.dataset_check import EmptyDatasetError
 sys.path.insert(0, str(ROOT / 'tests' / 'tools'))
 from test_train_test_e2e import data_opts, model_opts  # noqa: E402
 
-CFG = ROOT / 'configs' / 'synthetic'
-Q_CFG, FP_CFG = CFG / 'retina_r18_tiny_int4.py', CFG / 'retina_r18_tiny_fp32.py'
-FASTER_Q_CFG = CFG / 'faster_rcnn_r18_tiny_int4.py'
+CFG = ROOT / 'configs' / 'fqn'
+Q_CFG, FP_CFG = CFG / 'retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py', CFG / 'retinanet_r18-tiny_fpn_12e_synthetic.py'
+FASTER_Q_CFG = CFG / 'faster-rcnn_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'
 
 
 def run_tool(name: str, *args) -> None:

@@ -1,8 +1,17 @@
-"""One-command demo: generated data -> FP32 RetinaNet -> FQN W4A4 -> COCO mAP table.
+"""One-command demo: generated data -> FP32 RetinaNet -> two W4A4 recipes -> COCO mAP table.
 
     make demo            # or: python tools/demo.py [--work-dir work_dirs/demo]
-    python tools/demo.py --score-floor   # + this project's range for the classification outputs
-    python tools/demo.py --score-floor --per-channel-outputs   # + one range per head-output channel
+    python tools/demo.py --recipes paper   # only the FQN paper's recipe
+
+From one FP32 model, the demo fine-tunes two W4A4 recipes (calibration + QAT),
+exports each as a packed integer model and ONNX, and evaluates each on fake
+quantization, the integer engine and ONNX Runtime:
+
+- ``paper``: the FQN paper's settings (per-channel asymmetric weights, every
+  activation range from percentile calibration + EMA);
+- ``recommended``: symmetric per-channel weights, the classification outputs
+  ranged from the score threshold up, one range per head-output channel (not in
+  the paper; docs/quant_config.md).
 
 Every step is cached in the work dir (dataset, FP32 checkpoint), so a second
 run (or one resumed after an interruption) skips what is already done;
@@ -12,16 +21,24 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 #: mmengine's random seed of the reference run (drawn by mmengine in the first clean demo, then
 #: fixed): the FP32 checkpoint it trains (mAP 0.514) is the one every benchmark table was measured on.
 REFERENCE_SEED = 801628347
+FP32_CONFIG = 'configs/fqn/retinanet_r18-tiny_fpn_12e_synthetic.py'
+#: recipe -> (table label, config, what it is)
+RECIPES = {
+    'paper': ('FQN W4A4 (paper)', 'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py',
+              "the FQN paper's settings: per-channel asymmetric weights, percentile calibration (n=20, "
+              'γ=0.999) then EMA ranges for every activation'),
+    'recommended': ('Recommended W4A4', 'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4-sym-floor-pc_2e_synthetic.py',
+                    'symmetric per-channel weights, classification outputs ranged from the score threshold '
+                    'up (γ=1 there), one range per head-output channel (not in the FQN paper)'),
+}
+BACKENDS = (('fake-quant', None), ('integer engine', 'model.fqnint'), ('ONNX Runtime', 'model.onnx'))
 
 
 def parse_args():
@@ -32,19 +49,15 @@ def parse_args():
     p.add_argument('--img-size', type=int, default=128)
     p.add_argument('--fp-epochs', type=int, default=13)
     p.add_argument('--qat-epochs', type=int, default=1)
+    p.add_argument('--recipes', nargs='+', choices=list(RECIPES), default=list(RECIPES),
+                   help='W4A4 recipes to fine-tune from the FP32 model (default: both)')
     p.add_argument('--seed', type=int, default=REFERENCE_SEED,
                    help='random seed of every run (mmengine randomness.seed); the default is the reference '
                         'run\'s, whose FP32 checkpoint the benchmark tables use')
-    p.add_argument('--score-floor', action='store_true',
-                   help="range the classification outputs from the detector's score threshold up, gamma=1 "
-                        'there (not in the FQN paper; configs/synthetic/retina_r18_tiny_int4_score_floor.py)')
-    p.add_argument('--per-channel-outputs', action='store_true',
-                   help='one activation range per output channel of the head outputs, which are dequantized '
-                        'for box decoding (not in the FQN paper; configs/synthetic/retina_r18_tiny_int4_outputs_pc.py, '
-                        'with --score-floor retina_r18_tiny_int4_floor_pc.py)')
     args = p.parse_args()
     if not 0 <= args.seed < 2 ** 32:
         p.error(f'--seed must be in [0, 2**32), got {args.seed}')
+    args.recipes = list(dict.fromkeys(args.recipes))  # each once, in the order given
     return args
 
 
@@ -53,7 +66,7 @@ def run(config: str, work_dir: Path, options: dict, train: bool, checkpoint=None
     from mmengine.config import Config
 
     from fqn_det.utils.cli import build_runner, is_exported_model, use_exported_model
-    from fqn_det.utils.workers import releasing_workers
+    from fqn_det.compat.dataloader_workers import releasing_workers
     cfg = Config.fromfile(str(ROOT / config))
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
@@ -111,7 +124,7 @@ def cached_fp32_metrics(wd: Path, fp_ckpt: Path, data: Path, options: dict) -> d
             return coco_metrics(stored['metrics'])
     except (OSError, ValueError, AttributeError):
         pass  # none, or unreadable: evaluate
-    metrics = run('configs/synthetic/retina_r18_tiny_fp32.py', wd / 'eval_fp32', options, False, fp_ckpt)
+    metrics = run(FP32_CONFIG, wd / 'eval_fp32', options, False, fp_ckpt)
     text = json.dumps({'key': key, 'metrics': {k: float(v) for k, v in metrics.items()
                                                if isinstance(v, (int, float))}}, indent=1)
     atomic_write_bytes(cache, lambda f: f.write(text.encode()))
@@ -148,8 +161,9 @@ def check_disk(wd: Path) -> None:
 
 def check_cached(fp_ckpt: Path) -> None:
     """A cached FP32 checkpoint must load; otherwise say how to start over."""
-    from fqn_det.utils.checkpoint import CheckpointError, allow_mmengine_checkpoints, load_checkpoint_file
-    allow_mmengine_checkpoints()
+    from fqn_det import compat
+    from fqn_det.utils.checkpoint import CheckpointError, load_checkpoint_file
+    compat.install()
     try:
         ckpt = load_checkpoint_file(fp_ckpt, 'cpu')
         if 'state_dict' not in ckpt:
@@ -213,47 +227,39 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
     return out
 
 
-def quant_config(args) -> tuple:
-    """The W4A4 config for the chosen extras (none: the FQN paper's settings) and its table label."""
-    suffix = {(False, False): '', (True, False): '_score_floor', (False, True): '_outputs_pc',
-              (True, True): '_floor_pc'}[(args.score_floor, args.per_channel_outputs)]
-    label = 'FQN W4A4' + (' + score floor' if args.score_floor else '') + \
-        (' + per-channel outputs' if args.per_channel_outputs else '')
-    return f'configs/synthetic/retina_r18_tiny_int4{suffix}.py', label
-
-
-def write_results(wd: Path, rows, args, timings: dict, report: dict) -> Path:
+def write_results(wd: Path, rows, args, timings: dict, reports: dict) -> Path:
     """results.md: the mAP table, plots, timings and the machine."""
     import platform
     lines = ['# fqn_det demo results', '',
              f'Reference task: generated COCO-format data, {args.num_train} training / {args.num_val} validation '
              f'images at {args.img_size}px, 5 shape classes; small RetinaNet (narrow ResNet-18 + FPN). '
-             f'FQN W4A4: calibration on n=20 batches (γ=0.999), {args.qat_epochs} epoch(s) QAT. '
-             + ('Classification outputs ranged from the score threshold up, γ=1 there (`--score-floor`, '
-                'not in the FQN paper). ' if args.score_floor else '')
-             + ('Head outputs with one range per output channel (`--per-channel-outputs`, not in the FQN '
-                'paper). ' if args.per_channel_outputs else '')
-             + 
-             f'Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the seed it was trained with).',
-             '',
-             '| model | bbox mAP | mAP@0.5 | mAP@0.75 | Δ vs FP32 |', '|---|---|---|---|---|']
+             f'Each W4A4 recipe: calibration on n=20 batches, then {args.qat_epochs} epoch(s) QAT from the '
+             f'same FP32 checkpoint. Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the '
+             'seed it was trained with).', '']
+    lines += [f'- {RECIPES[k][0]} (`{RECIPES[k][1]}`): {RECIPES[k][2]}.' for k in args.recipes]
+    lines += ['', '| model | bbox mAP | mAP@0.5 | mAP@0.75 | Δ vs FP32 |', '|---|---|---|---|---|']
     fp = rows[0][1]['coco/bbox_mAP']
     for name, m in rows:
         lines.append(f"| {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | "
                      f"{m['coco/bbox_mAP_75']:.3f} | {m['coco/bbox_mAP'] - fp:+.3f} |")
-    lines += ['', f"Integer model: {report['layers']} integer layers; packed file "
-              f"{report['int_to_fp32_ratio']:.3f}x the FP32 checkpoint; non-integer ops between input "
-              f"quantization and head outputs: {report['non_integer_ops'] or 'none'}.", '',
-              '![mAP per variant](plots/map_per_variant.png)', '',
+    lines.append('')
+    for k, report in reports.items():
+        lines.append(f"{RECIPES[k][0]} integer model: {report['layers']} integer layers; packed file "
+                     f"{report['int_to_fp32_ratio']:.3f}x the FP32 checkpoint; non-integer ops between input "
+                     f"quantization and head outputs: {report['non_integer_ops'] or 'none'}.")
+    lines += ['', '![mAP per variant](plots/map_per_variant.png)', '',
               'Activation histograms (values before quantization on validation images; dashed: the '
               'calibrated and fine-tuned clip range; dotted: a score-threshold floor; a head output with per-channel '
-              'ranges shows its widest channel):', '', '![activation histograms](plots/activation_histograms.png)',
-              '', '| step | wall time |', '|---|---|']
+              'ranges shows its widest channel):', '']
+    lines += [f'![{RECIPES[k][0]} activation histograms](plots/activation_histograms_{k}.png)' for k in args.recipes]
+    lines += ['', '| step | wall time |', '|---|---|']
     lines += [f'| {k} | {v:.0f}s |' for k, v in timings.items()]
     lines += ['', f'Machine: {platform.processor() or platform.machine()}, {shutil.os.cpu_count()} cores, '
               f'{platform.platform()}.', '']
     out = wd / 'results.md'
-    out.write_text('\n'.join(lines))
+    from fqn_det.utils.atomic import atomic_write_bytes
+    text = '\n'.join(lines)
+    atomic_write_bytes(out, lambda f: f.write(text.encode()))
     return out
 
 
@@ -264,8 +270,10 @@ def main():
     check_disk(wd)
     t0 = time.time()
     timings = {}
+    from fqn_det import compat
     from fqn_det.datasets import generate_synthetic_coco, reference_schedule_options, synthetic_data_options
-    print(f'[demo 1/6] dataset ({args.num_train} train / {args.num_val} val, {args.img_size}px)')
+    compat.install()
+    print(f'[demo 1/5] dataset ({args.num_train} train / {args.num_val} val, {args.img_size}px)')
     data = wd / 'data'
     generate_synthetic_coco(data, num_train=args.num_train, num_val=args.num_val,
                             img_size=args.img_size, seed=0)
@@ -276,60 +284,61 @@ def main():
     fp_ckpt = wd / 'fp32.pth'
     if fp_ckpt.is_file():
         check_cached(fp_ckpt)
-        print(f'[demo 2/6] FP32 RetinaNet: cached {fp_ckpt}')
+        print(f'[demo 2/5] FP32 RetinaNet: cached {fp_ckpt}')
     else:
         fp_dir = wd / 'fp32_train'
         resume = (fp_dir / 'last_checkpoint').is_file()
-        print(f'[demo 2/6] FP32 RetinaNet: training {args.fp_epochs} epochs'
+        print(f'[demo 2/5] FP32 RetinaNet: training {args.fp_epochs} epochs'
               + (' (resuming the interrupted run)' if resume else ''))
         if not resume:
             shutil.rmtree(fp_dir, ignore_errors=True)
         e = args.fp_epochs
-        run('configs/synthetic/retina_r18_tiny_fp32.py', fp_dir, {**opts, **reference_schedule_options(e)},
+        run(FP32_CONFIG, fp_dir, {**opts, **reference_schedule_options(e)},
             train=True, desc='FP32 training', resume=resume)
         tmp = fp_ckpt.with_suffix('.tmp')
         shutil.copyfile(fp_dir / f'epoch_{e}.pth', tmp)
         tmp.replace(fp_ckpt)  # atomic: a cached checkpoint is always complete
     timings['FP32 training'] = time.time() - t
 
-    t = time.time()
-    q_cfg, label = quant_config(args)
-    print(f'[demo 3/6] {label}: calibration (n=20, gamma=0.999) + {args.qat_epochs} epoch(s) QAT')
-    q_dir = wd / 'int4_train'
-    shutil.rmtree(q_dir, ignore_errors=True)
     e = args.qat_epochs
-    run(q_cfg, q_dir, {
-        # no validation inside training (mmengine validates the last epoch whatever the interval,
-        # unless val_begin is past it): step 5 evaluates the same model
-        **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1, 'train_cfg.val_begin': e + 1,
-        'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [e + 1],
-        'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt, desc=f'{label} QAT')
-    timings['FQN calibration + QAT'] = time.time() - t
+    q_ckpts, reports = {}, {}
+    for k in args.recipes:
+        label, q_cfg, _ = RECIPES[k]
+        t = time.time()
+        print(f'[demo 3/5] {label}: calibration (n=20) + {e} epoch(s) QAT, then integer export')
+        q_dir = wd / f'qat_{k}'
+        shutil.rmtree(q_dir, ignore_errors=True)
+        run(q_cfg, q_dir, {
+            # no validation inside training (mmengine validates the last epoch whatever the interval,
+            # unless val_begin is past it): step 4 evaluates the same model
+            **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1, 'train_cfg.val_begin': e + 1,
+            'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [e + 1],
+            'default_hooks.checkpoint.interval': e}, train=True, checkpoint=fp_ckpt, desc=f'{label} QAT')
+        q_ckpts[k] = q_dir / f'epoch_{e}.pth'
+        reports[k] = export(q_cfg, q_ckpts[k], opts, wd / f'exported_{k}')
+        timings[f'{label}: calibration + QAT + export'] = time.time() - t
 
     t = time.time()
-    print('[demo 4/6] integer export (packed 4-bit model + ONNX)')
-    q_ckpt = q_dir / f'epoch_{e}.pth'
-    report = export(q_cfg, q_ckpt, opts, wd / 'exported')
-    timings['integer export'] = time.time() - t
+    print('[demo 4/5] COCO evaluation: FP32, and each recipe on fake-quant, integer engine, ONNX Runtime')
+    rows = [('FP32', cached_fp32_metrics(wd, fp_ckpt, data, opts))]
+    for k in args.recipes:
+        label, q_cfg, _ = RECIPES[k]
+        for backend, file in BACKENDS:
+            model = q_ckpts[k] if file is None else wd / f'exported_{k}' / file
+            work = wd / f"eval_{k}_{backend.split()[0].lower()}"
+            rows.append((f'{label} {backend}', run(q_cfg, work, opts, False, model)))
+    timings[f'evaluation ({len(rows)} models)'] = time.time() - t
 
     t = time.time()
-    print('[demo 5/6] COCO evaluation: FP32, fake-quant, integer engine, ONNX Runtime')
-    fp = cached_fp32_metrics(wd, fp_ckpt, data, opts)
-    q = run(q_cfg, wd / 'eval_int4', opts, False, q_ckpt)
-    eng = run(q_cfg, wd / 'eval_engine', opts, False, wd / 'exported' / 'model.fqnint')
-    ort = run(q_cfg, wd / 'eval_onnx', opts, False, wd / 'exported' / 'model.onnx')
-    timings['evaluation (4 models)'] = time.time() - t
-
-    t = time.time()
-    print('[demo 6/6] results and plots')
+    print('[demo 5/5] results and plots')
     from fqn_det.utils.plots import activation_histograms, map_bars
-    rows = [('FP32', fp), (f'{label} (fake-quant)', q), (f'{label} integer engine', eng),
-            (f'{label} ONNX Runtime', ort)]
     map_bars([(n, m['coco/bbox_mAP']) for n, m in rows], wd / 'plots' / 'map_per_variant.png')
-    activation_histograms(activation_samples(q_cfg, q_ckpt, opts), wd / 'plots' / 'activation_histograms.png')
+    for k in args.recipes:
+        activation_histograms(activation_samples(RECIPES[k][1], q_ckpts[k], opts),
+                              wd / 'plots' / f'activation_histograms_{k}.png')
     timings['plots'] = time.time() - t
     timings['total'] = time.time() - t0
-    results = write_results(wd, rows, args, timings, report)
+    results = write_results(wd, rows, args, timings, reports)
     print('\n| model | bbox mAP | mAP@0.5 | mAP@0.75 |\n|---|---|---|---|')
     for name, m in rows:
         print(f"| {name} | {m['coco/bbox_mAP']:.3f} | {m['coco/bbox_mAP_50']:.3f} | "

@@ -1,15 +1,14 @@
 """Export a fine-tuned fqn_det checkpoint as an integer model, ONNX and a report.
 
-    python tools/export.py configs/retina_int4.py work_dirs/retina_int4/epoch_3.pth --out exported/retina
+    python tools/export.py configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py \
+        work_dirs/retinanet_r50_fpn_fqn-w4a4_3e_coco/epoch_3.pth --out exported/retina
 
 Writes DIR/model.fqnint (packed integer model), DIR/model.onnx (+ roi_head.onnx
 for two-stage detectors), DIR/report.md and DIR/report.json, atomically.
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args():
@@ -41,11 +40,10 @@ def main():
     from mmdet.utils import register_all_modules
     from mmengine.runner import load_checkpoint
 
-    import fqn_det  # noqa: F401
+    from fqn_det import compat
     from fqn_det.export.exporter import export_model
-    from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
     register_all_modules()
-    allow_mmengine_checkpoints()
+    compat.install()
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu')
     report = export_model(model, cfg.model.detector, args.out, onnx=not args.no_onnx,

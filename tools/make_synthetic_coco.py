@@ -3,14 +3,9 @@
 Example:
     python tools/make_synthetic_coco.py --out data/synthetic_coco --num-train 2000
 """
-import sys
-from pathlib import Path
+import argparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-
-from fqn_det.datasets import generate_synthetic_coco  # noqa: E402
+from fqn_det.datasets import generate_synthetic_coco
 
 
 def parse_args(argv=None) -> argparse.Namespace:

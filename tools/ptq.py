@@ -1,6 +1,6 @@
 """Post-training quantization with DFQ (Nagel et al., ICCV 2019): no training, data optional.
 
-    python tools/ptq.py configs/retina_int4.py fp32.pth --out work_dirs/ptq \
+    python tools/ptq.py configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py fp32.pth --out work_dirs/ptq \
         --w-bits 8 --a-bits 8 --per-tensor --dfq --bias-correction analytic --ranges data-free
 
 Writes DIR/ptq.pth (a checkpoint tools/test.py evaluates and tools/export.py
@@ -8,15 +8,14 @@ exports, with DIR/config.py, the config it belongs to) and DIR/ptq_report.json.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config', help='a quantized (QuantizedDetector) config, e.g. configs/retina_int4.py')
+    p.add_argument('config', help='a quantized (QuantizedDetector) config, '
+                   'e.g. configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py')
     p.add_argument('checkpoint', help='the full-precision mmdet checkpoint')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--w-bits', type=int, default=8)
@@ -72,13 +71,12 @@ def main():
     from mmdet.utils import register_all_modules
     from mmengine.runner import load_checkpoint
 
-    import fqn_det  # noqa: F401
+    from fqn_det import compat
     from fqn_det.dfq.ptq import batch_runner, post_training_quantize
     from fqn_det.utils.atomic import atomic_write_bytes
-    from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
     from fqn_det.utils.dataset_check import checked_build_dataloader
     register_all_modules()
-    allow_mmengine_checkpoints()
+    compat.install()
     if is_quantized_checkpoint(args.checkpoint):  # before its scheme or shapes are compared with the config's
         raise SystemExit(f'error: tools/ptq.py expects a full-precision checkpoint, got a quantized one: '
                          f'{args.checkpoint}')

@@ -1,16 +1,15 @@
 """Evaluate a (quantized) detector with the config's metrics (COCO bbox mAP).
 
-    python tools/test.py configs/retina_int4.py work_dirs/retina_int4/epoch_3.pth   # fake-quant
-    python tools/test.py configs/retina_int4.py exported/retina/model.fqnint          # integer engine
-    python tools/test.py configs/retina_int4.py exported/retina/model.onnx            # onnxruntime
+    CFG=configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py
+    python tools/test.py $CFG work_dirs/retinanet_r50_fpn_fqn-w4a4_3e_coco/epoch_3.pth   # fake-quant
+    python tools/test.py $CFG exported/retina/model.fqnint                               # integer engine
+    python tools/test.py $CFG exported/retina/model.onnx                                 # onnxruntime
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fqn_det.utils.cli import (add_common_args, build_runner, is_exported_model, load_config,  # noqa: E402
+from fqn_det.utils.cli import (add_common_args, build_runner, is_exported_model, load_config,
                                use_exported_model)
 
 

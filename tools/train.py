@@ -1,15 +1,13 @@
 """Train (FQN quantization-aware fine-tuning of) a detector: mmdet's train.py + fqn_det.
 
-    python tools/train.py configs/retina_int4.py --work-dir work_dirs/retina_int4 \
+    python tools/train.py configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py \
         --cfg-options model.quant_cfg.weight.bits=4 train_dataloader.dataset.data_root=data/coco/
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fqn_det.utils.cli import add_common_args, build_runner, load_config  # noqa: E402
+from fqn_det.utils.cli import add_common_args, build_runner, load_config
 
 
 def parse_args():

@@ -4,7 +4,7 @@
 # from ImageNet weights, e.g. fqn_det.models.imagenet_mobilenet.load_imagenet_mobilenet_v2).
 #   python tools/train.py configs/fqn/retinanet_mobilenetv2_fpn_fqn-w4a4_3e_coco.py \
 #       --cfg-options load_from=work_dirs/retinanet_mobilenetv2_fpn_1x_coco/epoch_12.pth
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../_base_/fqn_w4a4.py']
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/schemes/fqn_w4a4.py']
 
 detector = dict(
     _scope_='mmdet',

@@ -2,9 +2,9 @@
 # short quantization-aware fine-tuning from mmdet's published full-precision checkpoint.
 #   python tools/train.py configs/fqn/ssdlite_mobilenetv2_fqn-w4a4_12e_coco.py
 # Depthwise 3x3 convs export as grouped QLinearConv; ReLU6 is an activation range capped at 6.
-# mmdet's SSDLite config has its own custom_hooks, so the FQN settings of ../_base_/fqn_w4a4.py are
+# mmdet's SSDLite config has its own custom_hooks, so the FQN settings of ./_base_/schemes/fqn_w4a4.py are
 # repeated here rather than inherited (mmengine refuses a key defined in two bases).
-_base_ = ['../_base_/float/ssdlite_mobilenetv2_320.py']
+_base_ = ['./_base_/models/ssdlite_mobilenetv2_320.py']
 custom_imports = dict(imports=['fqn_det'], allow_failed_imports=False)
 quant_cfg = dict(
     weight=dict(bits=4, symmetric=False, per_channel=True),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def synthetic_data_options(data, img_size: int, num_workers: int = 2) -> dict:
-    """Data roots, annotation files, worker count and image scale for ``configs/synthetic/*``."""
+    """Data roots, annotation files, worker count and image scale for ``configs/fqn/*``."""
     data = Path(data)
     opts = {}
     for split in ('train', 'val', 'test'):
@@ -25,7 +25,7 @@ def synthetic_data_options(data, img_size: int, num_workers: int = 2) -> dict:
 def reference_schedule_options(epochs: int) -> dict:
     """``--cfg-options`` for training the FP32 reference detectors for ``epochs`` epochs.
 
-    The schedule of ``configs/synthetic/_base_/schedule_fp32.py`` (warm-up, AdamW),
+    The schedule of ``configs/fqn/_base_/schedules/fp32_12e_synthetic.py`` (warm-up, AdamW),
     stretched to ``epochs``: LR x0.1 after ``floor(3/4)`` of the epochs and again
     before the last one (one step when they coincide, none for a single epoch);
     validation and a checkpoint (the last one kept) at the end.

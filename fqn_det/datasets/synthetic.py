@@ -389,15 +389,15 @@ def generate_synthetic_coco(out_dir: PathLike,
                 f'{out_dir} already exists with {found}, which does not match the '
                 f'requested config {cfg}; pass overwrite=True to regenerate it')
 
-    from tqdm import tqdm
+    from ..utils.progress import progress_bar
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp creates it 0o700
         (tmp / 'annotations').mkdir()
-        with tqdm(total=num_train + num_val, desc='synthetic coco', unit='img',
-                  disable=not progress) as pbar:
+        with progress_bar(total=num_train + num_val, desc='synthetic coco', unit='img',
+                          disable=not progress) as pbar:
             stats = dict(num_train_annotations=_write_split('train', tmp, num_train, cfg, pbar),
                          num_val_annotations=_write_split('val', tmp, num_val, cfg, pbar))
         meta = dict(config=cfg, stats=stats)

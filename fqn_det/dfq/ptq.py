@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..quant.calibration import abort_calibration, finish_calibration, start_calibration
-from ..utils.partial_epoch import release_partial_epoch
+from ..compat.sampler_buckets import release_partial_epoch
 from .detector import (DFQError, analytic_bias_correction, apply_dfq, empirical_bias_correction,
                        find_pairs, fold_bn_permanently)
 from .ranges import data_free_ranges

@@ -5,7 +5,8 @@ per-channel Gaussian ``(mean, var)``: layers with (folded) BN start from their
 BN statistics, other layers propagate ``mean W + b`` and ``var W^2`` (inputs
 assumed independent), ReLUs use clipped-normal moments, adds sum moments.
 Each activation range is ``[min_c(mean - k std), max_c(mean + k std)]`` (ReLU
-outputs start at 0); a head output with per-channel ranges gets one per channel. The network input is taken as normalized: N(0, 1).
+outputs start at 0); a head output with per-channel ranges gets one per channel.
+The network input is taken as normalized: N(0, 1).
 """
 from __future__ import annotations
 

@@ -171,7 +171,9 @@ class GraphBuilder:
     def maxpool(self, m: QMaxPool2d, x: str, site: int = 0) -> str:
         y = self._new(self._in(x), 'pool')
         k = m.kernel_size
-        as_list = (lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v])
+
+        def as_list(v):
+            return list(v) if isinstance(v, (tuple, list)) else [v, v]
         self._add(Node('maxpool', m.out_quant[site].name + '.pool', [x], [y], dict(
             kernel=as_list(k), stride=as_list(m.stride if m.stride is not None else k),
             padding=as_list(m.padding), dilation=as_list(m.dilation), ceil_mode=bool(m.ceil_mode))))

@@ -100,7 +100,8 @@ def make_report(graphs: Dict[str, IntGraph], files: Dict[str, int], fp32_bytes: 
     if meta.get('two_stage'):
         notes.append('RoIAlign: integer features and fixed-point accumulation; sample positions and bilinear '
                      f'weights come from the float proposal boxes (weights rounded to 2^-{WEIGHT_BITS})')
-    return dict(written_by=EXPORT_MARK, layers=len(layers), per_layer=layers, files=files, fp32_checkpoint_bytes=fp32_bytes,
+    return dict(written_by=EXPORT_MARK, layers=len(layers), per_layer=layers, files=files,
+                fp32_checkpoint_bytes=fp32_bytes,
                 int_to_fp32_ratio=files['model.fqnint'] / fp32_bytes, non_integer_ops=non_int, notes=notes,
                 nodes={stage: len(g.nodes) for stage, g in graphs.items()})
 

@@ -24,7 +24,6 @@ from torch import Tensor
 
 from ..convert import iter_quantizers, quantize_detector
 from ..quant import QuantConfig
-from ..utils.checkpoint import allow_mmengine_checkpoints
 from . import quant_scheme
 
 
@@ -51,7 +50,6 @@ class QuantizedDetector(BaseModel):
 
     def __init__(self, detector: dict, quant_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        allow_mmengine_checkpoints()
         float_det = MODELS.build(detector)
         super().__init__(data_preprocessor=float_det.data_preprocessor, init_cfg=init_cfg)
         self.quant_config = QuantConfig.from_dict(quant_cfg)

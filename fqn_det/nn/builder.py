@@ -66,8 +66,8 @@ class QBuilder:
             raise ValueError(f'quant_cfg overrides: a_per_channel=True at {name!r}, which is not a head output: '
                              'per-channel activation ranges are only allowed on the head outputs that feed box '
                              "decoding and NMS (e.g. 'bbox_head.retina_cls', 'bbox_head.retina_reg', "
-                             "'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_*'), since an integer layer needs one "
-                             'range per input tensor')
+                             "'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_*'), since an integer "
+                             'layer needs one range per input tensor')
         kw = self.cfg.act_kwargs(name)
         if kw['floor'] == SCORE_THR:
             if score_thr is None or not 0.0 < score_thr < 1.0:

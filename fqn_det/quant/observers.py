@@ -42,7 +42,7 @@ class StreamingHistogram:
 
     Args:
         bins_per_side (int): Bins on each side of zero; at least 1024 (the
-            brief asks for at least 2048 bins in all). Defaults to 2048.
+            default gives 4096 bins in all). Defaults to 2048.
     """
 
     def __init__(self, bins_per_side: int = 2048) -> None:
@@ -150,8 +150,8 @@ def update_per_row(hists: list, rows: Tensor) -> None:
         raise ValueError('per-row updates need histograms with the same number of bins')
     rows = rows.detach().float()
     lo, hi = rows.aminmax(dim=1)
-    for h, l, u in zip(hists, lo.tolist(), hi.tolist()):
-        h._cover(l, u)
+    for h, low, high in zip(hists, lo.tolist(), hi.tolist()):
+        h._cover(low, high)
     inv = torch.tensor([1.0 / h.width for h in hists], dtype=torch.float32, device=rows.device)
     offset = torch.arange(len(hists), device=rows.device, dtype=torch.int32).mul_(2 * b).unsqueeze(1)
     idx = torch.mul(rows, inv.unsqueeze(1)).floor_().clamp_(-b, b - 1).add_(b).to(torch.int32).add_(offset)

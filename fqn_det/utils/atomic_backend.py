@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Union
 
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import LocalBackend
 
 from .atomic import atomic_write_bytes
 
@@ -53,6 +53,8 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-def use_atomic_local_writes() -> None:
-    """Make mmengine's ``'local'`` backend atomic for this process (the tools call this)."""
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+def use_atomic_local_writes() -> bool:
+    """Make mmengine's ``'local'`` backend atomic for this process (the version-guarded patch is
+    :mod:`fqn_det.compat.file_backend`)."""
+    from ..compat.file_backend import install_atomic_local_backend
+    return install_atomic_local_backend()

@@ -23,8 +23,6 @@ import re
 import numpy as np
 import torch
 
-_DONE = False
-
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read: truncated, corrupt, or not a checkpoint."""
@@ -87,12 +85,11 @@ def safe_checkpoint_globals() -> list:
             *dtype_classes, (_history_buffer_getattr, 'builtins.getattr')]
 
 
-def allow_mmengine_checkpoints() -> None:
+def allow_mmengine_checkpoints() -> bool:
     """Allowlist mmengine's checkpoint contents for ``torch.load(weights_only=True)``, and
-    load mmengine's local checkpoints with :func:`load_checkpoint_file` (clear errors)."""
-    global _DONE
-    if not _DONE:
-        from mmengine.runner import CheckpointLoader
-        torch.serialization.add_safe_globals(safe_checkpoint_globals())
-        CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-        _DONE = True
+    load mmengine's local checkpoints with :func:`load_checkpoint_file` (clear errors).
+
+    The version-guarded patch lives in :mod:`fqn_det.compat.checkpoint_loader`.
+    """
+    from ..compat.checkpoint_loader import install_checkpoint_loader
+    return install_checkpoint_loader()

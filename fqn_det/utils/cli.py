@@ -90,15 +90,12 @@ def build_runner(cfg: Config):
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from .atomic_backend import use_atomic_local_writes
-    from .checkpoint import allow_mmengine_checkpoints
-    from .dataset_check import checked_build_dataloader
+    from .. import compat
     from .dist_env import prepare_cpu_distributed
-    allow_mmengine_checkpoints()
-    use_atomic_local_writes()
+    compat.install()
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.build_dataloader = checked_build_dataloader  # EmptyDatasetError naming the annotation file
+    compat.patch_runner_dataloader(runner)  # EmptyDatasetError naming the annotation file
     return runner
 
 

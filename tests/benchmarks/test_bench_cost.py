@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_cost_writes_all_rows(tmp_path):
     out = tmp_path / 'cost.md'
-    cfg = 'configs/synthetic/retina_r18_tiny_int4_floor_pc.py'  # any W4A4 config; this one with per-channel outputs
+    # any W4A4 config; this one with per-channel outputs
+    cfg = 'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4-floor-pc_2e_synthetic.py'
     subprocess.run([sys.executable, 'benchmarks/bench_cost.py', '--img-size', '64', '--batch-size', '2',
                     '--repeats', '2', '--threads', '1', '--config', cfg, '--out', str(out)], cwd=ROOT, check=True,
                    capture_output=True, text=True, timeout=600)

@@ -22,7 +22,7 @@ def test_render_targets_and_partial_marker():
     assert 'IAO loss / FQN loss = 4.00' in text and text.count('met') >= 2
     text = b.render([('fp32', 'FP32', _m(0.50), 1.0), ('fqn', 'FQN', _m(0.45), 2.0),
                      ('iao', 'IAO', _m(0.40), 3.0)], total_rows=3)
-    assert 'loses 0.050' in text and 'MISSED' in text and '= 2.00' in text
+    assert 'loses 0.050' in text and 'missed' in text and '= 2.00' in text
     assert '| `fqn` | FQN | 0.450 | 0.650 | 0.500 | +0.050 | - | 2s |' in text
 
 
@@ -152,4 +152,4 @@ def test_render_reports_the_score_floor_row():
     text = b.render(rows, total_rows=4)
     assert 'score-threshold floor (not in the paper) loses 0.005 (target: at most 0.010): met.' in text
     assert 'IAO loss / its loss = 32.00' in text
-    assert 'FQN W4A4 loses 0.060 mAP against FP32 (target: at most 0.010): MISSED.' in text
+    assert 'FQN W4A4 loses 0.060 mAP against FP32 (target: at most 0.010): missed.' in text

@@ -18,8 +18,8 @@ def test_reference_schedule(epochs, milestones):
 
 
 def test_reference_schedule_applies_to_the_fp32_configs(tmp_path):
-    for name in ('retina_r18_tiny_fp32.py', 'faster_rcnn_r18_tiny_fp32.py'):
-        cfg = Config.fromfile(str(REPO / 'configs' / 'synthetic' / name))
+    for name in ('retinanet_r18-tiny_fpn_12e_synthetic.py', 'faster-rcnn_r18-tiny_fpn_12e_synthetic.py'):
+        cfg = Config.fromfile(str(REPO / 'configs' / 'fqn' / name))
         cfg.merge_from_dict({**synthetic_data_options(tmp_path, 96, num_workers=0), **reference_schedule_options(11)})
         assert cfg.train_cfg.max_epochs == 11
         step = cfg.param_scheduler[1]

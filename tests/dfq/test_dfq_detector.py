@@ -7,7 +7,7 @@ import torch
 
 from conftest import batch, build_quantized, tiny_model_cfg
 from fqn_det.dfq.detector import (DFQError, analytic_bias_correction, apply_dfq, empirical_bias_correction,
-                                  find_pairs, fold_bn_permanently, get_wb, input_means)
+                                  find_pairs, fold_bn_permanently, get_wb)
 from fqn_det.dfq.equalize import out_channel_ranges
 from fqn_det.dfq.ranges import data_free_ranges
 from fqn_det.engine.hooks import FQNCalibrationHook

@@ -24,7 +24,7 @@ from fqn_det.dfq.imbalance import unbalance_channels
 from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / 'configs' / 'synthetic'
+CFG = ROOT / 'configs' / 'fqn'
 IMG = 96
 EPOCHS = 10
 SPREAD = 64.0  # channel scales in [1/SPREAD, SPREAD]
@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('dfq_map')
     data = tmp / 'data'
     generate_synthetic_coco(data, num_train=400, num_val=60, img_size=IMG, seed=11, progress=False)
-    cfg = _cfg('retina_r18_tiny_fp32.py', data, tmp / 'fp')
+    cfg = _cfg('retinanet_r18-tiny_fpn_12e_synthetic.py', data, tmp / 'fp')
     cfg.train_cfg.max_epochs = EPOCHS
     cfg.train_cfg.val_interval = EPOCHS + 1
     cfg.param_scheduler[0].end = 50  # warmup iterations (the reference schedule's 200 is most of this run)
@@ -75,7 +75,7 @@ def trained(tmp_path_factory):
 
 def _fp_map(data, work, ckpt) -> float:
     from fqn_det.utils.cli import build_runner
-    cfg = _cfg('retina_r18_tiny_fp32.py', data, work)
+    cfg = _cfg('retinanet_r18-tiny_fpn_12e_synthetic.py', data, work)
     cfg.load_from = str(ckpt)
     return build_runner(cfg).test()['coco/bbox_mAP']
 
@@ -87,7 +87,7 @@ def _ptq_map(data, work, ckpt, dfq: bool) -> float:
 
     from fqn_det.dfq.ptq import batch_runner, post_training_quantize
     from fqn_det.utils.cli import build_runner
-    cfg = _cfg('retina_r18_tiny_int4.py', data, work)
+    cfg = _cfg('retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py', data, work)
     qc = copy.deepcopy(dict(cfg.model.quant_cfg))
     qc['weight'] = dict(qc['weight'], bits=8, per_channel=False)
     qc['act'] = dict(qc['act'], bits=8)

@@ -5,7 +5,7 @@ import torch
 
 from fqn_det.export.builder import ExportError, GraphBuilder
 from fqn_det.export.engine import IntegerEngine
-from fqn_det.export.graph import Node, TensorQ
+from fqn_det.export.graph import TensorQ
 
 
 def _with_per_channel_tensor():

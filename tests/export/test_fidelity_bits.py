@@ -23,7 +23,8 @@ SETTINGS = [(b, b) for b in range(2, 9)] + [(4, 8), (8, 4)]
 
 @pytest.fixture(scope='module')
 def demo_width():
-    cfg = copy.deepcopy(Config.fromfile(str(ROOT / 'configs' / 'synthetic' / 'retina_r18_tiny_fp32.py')).model)
+    cfg_file = ROOT / 'configs' / 'fqn' / 'retinanet_r18-tiny_fpn_12e_synthetic.py'
+    cfg = copy.deepcopy(Config.fromfile(str(cfg_file)).model)
     torch.manual_seed(0)
     from mmdet.registry import MODELS
     det = MODELS.build(copy.deepcopy(cfg))

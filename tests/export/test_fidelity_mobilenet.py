@@ -24,7 +24,7 @@ def tiny_mobilenet_retina_cfg():
 
 def tiny_ssdlite_cfg():
     """The reference SSDLite, narrowed: MobileNetV2 width 0.25, depthwise-separable SSD neck and head."""
-    m = copy.deepcopy(Config.fromfile(str(ROOT / 'configs/fqn/synthetic/ssdlite_mobilenetv2_12e_synthetic.py')).model)
+    m = copy.deepcopy(Config.fromfile(str(ROOT / 'configs/fqn/ssdlite_mobilenetv2_12e_synthetic.py')).model)
     m.backbone.widen_factor = 0.25
     m.neck.in_channels = (24, 1280)
     m.neck.out_channels = m.bbox_head.in_channels = (24, 1280, 64, 32)

@@ -26,7 +26,8 @@ def _graph(bits=4):
     w = rng.integers(0, 2 ** bits, (8, 3, 3, 3)).astype(np.uint8)
     g = IntGraph(tensors={'a': TensorQ(0.1, 3, 0, 15), 'b': TensorQ(0.2, 0, 0, 15)}, inputs=['image'],
                  outputs=['out'])
-    params = dict(weight=w, w_zero_point=np.arange(8), w_scale=rng.random(8).astype(np.float32), bias=np.arange(8, dtype=np.int32),
+    params = dict(weight=w, w_zero_point=np.arange(8), w_scale=rng.random(8).astype(np.float32),
+                  bias=np.arange(8, dtype=np.int32),
                   m0=np.full(8, 2 ** 30), shift=np.full(8, 3))
     g.nodes = [Node('quantize', 'q', ['image'], ['a']),
                Node('conv', 'c0', ['a'], ['b'], dict(w_bits=bits, w_symmetric=False, stride=[1, 1]), params),

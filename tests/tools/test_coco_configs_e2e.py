@@ -1,6 +1,7 @@
 """The shipped R50 COCO configs train, calibrate, checkpoint and test with overrides only.
 
-``configs/retina_int4.py`` / ``configs/faster_rcnn_int4.py`` unchanged, pointed
+``configs/fqn/retinanet_r50_fpn_fqn-w4a4_3e_coco.py`` / ``configs/fqn/faster-rcnn_r50_fpn_fqn-w4a4_3e_coco.py``
+unchanged, pointed
 by ``--cfg-options`` at a generated COCO-format dataset (its 5 classes, small
 images) and at a local full-precision checkpoint instead of the official URL.
 """
@@ -29,10 +30,11 @@ def data(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize('name, head, thr', [('retina_int4', 'bbox_head', 'test_cfg.score_thr'),
-                                             ('faster_rcnn_int4', 'roi_head.bbox_head', 'test_cfg.rcnn.score_thr')])
+@pytest.mark.parametrize('name, head, thr', [
+    ('retinanet_r50_fpn_fqn-w4a4_3e_coco', 'bbox_head', 'test_cfg.score_thr'),
+    ('faster-rcnn_r50_fpn_fqn-w4a4_3e_coco', 'roi_head.bbox_head', 'test_cfg.rcnn.score_thr')])
 def test_coco_config_with_overrides(name, head, thr, data, tmp_path):
-    cfg_path = ROOT / 'configs' / f'{name}.py'
+    cfg_path = ROOT / 'configs' / 'fqn' / f'{name}.py'
     # an ordinary full-precision mmdet checkpoint of the same detector
     det_cfg = copy.deepcopy(Config.fromfile(str(cfg_path)).model.detector)
     obj = det_cfg

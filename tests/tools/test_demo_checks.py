@@ -84,13 +84,16 @@ def test_fp32_metrics_cached_per_checkpoint_and_validation_set(tmp_path, monkeyp
     assert len(calls) == 5
 
 
-def test_each_choice_of_extras_picks_an_existing_config():
-    from types import SimpleNamespace
-    demo, seen = _demo(), set()
-    for floor in (False, True):
-        for pc in (False, True):
-            cfg, label = demo.quant_config(SimpleNamespace(score_floor=floor, per_channel_outputs=pc))
-            assert (ROOT / cfg).is_file(), cfg
-            assert ('score floor' in label) == floor and ('per-channel outputs' in label) == pc
-            seen.add(cfg)
-    assert len(seen) == 4 and 'configs/synthetic/retina_r18_tiny_int4.py' in seen
+def test_recipes_are_the_paper_and_the_recommended_configs():
+    from mmengine.config import Config
+    demo = _demo()
+    assert list(demo.RECIPES) == ['paper', 'recommended']
+    paper = Config.fromfile(str(ROOT / demo.RECIPES['paper'][1])).model.quant_cfg
+    rec = Config.fromfile(str(ROOT / demo.RECIPES['recommended'][1])).model.quant_cfg
+    assert paper.weight.symmetric is False and paper.overrides == []
+    assert rec.weight.symmetric is True and rec.weight.per_channel is True
+    assert dict(pattern='bbox_head.retina_cls', gamma=1.0, floor='score_thr') in rec.overrides
+    assert dict(pattern='bbox_head.retina_*', a_per_channel=True) in rec.overrides
+    # same schedule, scheme and FP32 model otherwise
+    assert {k: v for k, v in rec.items() if k not in ('weight', 'overrides')} == \
+        {k: v for k, v in paper.items() if k not in ('weight', 'overrides')}

@@ -49,12 +49,12 @@ def runs(tmp_path_factory):
     generate_synthetic_coco(data, num_train=6, num_val=4, img_size=96, seed=5, progress=False)
     _duplicate_each_image(data / 'annotations' / 'instances_train.json')
     d = data_opts(data)
-    fp_cfg = ROOT / 'configs' / 'synthetic' / 'retina_r18_tiny_fp32.py'
+    fp_cfg = ROOT / 'configs' / 'fqn' / 'retinanet_r18-tiny_fpn_12e_synthetic.py'
     tool('train.py', fp_cfg, '--work-dir', tmp / 'fp', '--cfg-options', *d, *model_opts('retina', 'model.'),
          'train_cfg.max_epochs=1', 'train_cfg.val_interval=5', 'default_hooks.checkpoint.interval=1')
     cfg = tmp / 'retina_int4_dump.py'
     cfg.write_text(
-        f"_base_ = '{ROOT}/configs/synthetic/retina_r18_tiny_int4.py'\n"
+        f"_base_ = '{ROOT}/configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'\n"
         "custom_imports = dict(imports=['fqn_det', 'rank_state_dump'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='FQNCalibrationHook'), dict(type='FQNNaNGuardHook'),\n"
         "                dict(type='FQNRNGStateHook'), dict(type='RankStateDumpHook')]\n")

@@ -15,7 +15,7 @@ from fqn_det.utils.checkpoint import allow_mmengine_checkpoints
 from test_train_test_e2e import data_opts, model_opts, tool  # tests/tools helpers
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / 'configs' / 'synthetic'
+CFG = ROOT / 'configs' / 'fqn'
 ATOL = 1e-7  # float tolerance; CPU kernels are deterministic, so the runs are in fact identical
 
 
@@ -25,14 +25,15 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('resume')
     generate_synthetic_coco(tmp / 'data', num_train=8, num_val=4, img_size=96, seed=7, progress=False)
     d = data_opts(tmp / 'data')
-    tool('train.py', CFG / 'retina_r18_tiny_fp32.py', '--work-dir', tmp / 'fp', '--cfg-options', *d,
+    tool('train.py', CFG / 'retinanet_r18-tiny_fpn_12e_synthetic.py', '--work-dir', tmp / 'fp', '--cfg-options', *d,
          *model_opts('retina', 'model.'), 'train_cfg.max_epochs=1', 'train_cfg.val_interval=5',
          'default_hooks.checkpoint.interval=1')
     q = [*d, *model_opts('retina', 'model.detector.'), f"load_from={tmp / 'fp' / 'epoch_1.pth'}",
          'model.quant_cfg.calib.num_batches=2', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=5',
          'randomness.seed=0', 'default_hooks.checkpoint.max_keep_ckpts=3', 'optim_wrapper.optimizer.lr=0.002']
-    full = tool('train.py', CFG / 'retina_r18_tiny_int4.py', '--work-dir', tmp / 'full', '--cfg-options', *q)
-    resumed = tool('train.py', CFG / 'retina_r18_tiny_int4.py', '--work-dir', tmp / 'resumed',
+    full = tool('train.py', CFG / 'retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py', '--work-dir', tmp / 'full',
+                '--cfg-options', *q)
+    resumed = tool('train.py', CFG / 'retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py', '--work-dir', tmp / 'resumed',
                    '--resume', tmp / 'full' / 'epoch_1.pth', '--cfg-options', *q)
     return tmp, full, resumed
 

@@ -11,7 +11,7 @@ from test_train_test_e2e import IMG, ROOT, coco_map, data_opts, tool  # noqa: E4
 
 from fqn_det.datasets import generate_synthetic_coco  # noqa: E402
 
-CFG = ROOT / 'configs' / 'fqn' / 'synthetic'
+CFG = ROOT / 'configs' / 'fqn'
 FP, Q = CFG / 'retinanet_mobilenetv2_fpn_12e_synthetic.py', CFG / 'retinanet_mobilenetv2_fpn_fqn-w4a4_2e_synthetic.py'
 
 

@@ -13,7 +13,7 @@ from fqn_det.datasets import generate_synthetic_coco
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train_test_e2e import ROOT, coco_map, data_opts, model_opts, tool  # noqa: E402
 
-CFG = ROOT / 'configs' / 'synthetic' / 'retina_r18_tiny_int4.py'
+CFG = ROOT / 'configs' / 'fqn' / 'retinanet_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'
 
 
 @pytest.fixture(scope='module')
@@ -63,7 +63,7 @@ def test_ptq_bad_arguments(setup, args, msg, tmp_path):
 
 def test_ptq_checkpoint_mismatch(setup, tmp_path):
     tmp, data, ckpt = setup
-    other = ROOT / 'configs' / 'synthetic' / 'faster_rcnn_r18_tiny_int4.py'
+    other = ROOT / 'configs' / 'fqn' / 'faster-rcnn_r18-tiny_fpn_fqn-w4a4_2e_synthetic.py'
     res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'ptq.py'), str(other), str(ckpt), '--out',
                           str(tmp_path / 'o')], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and 'does not match' in res.stderr

@@ -59,13 +59,13 @@ def tool(name: str, *args) -> str:
     return out
 
 
-NAMES = {'retina': 'retina_r18_tiny', 'faster': 'faster_rcnn_r18_tiny'}
+NAMES = {'retina': 'retinanet_r18-tiny_fpn', 'faster': 'faster-rcnn_r18-tiny_fpn'}
 
 
 @pytest.mark.parametrize('kind', ['retina', 'faster'])
 def test_train_checkpoint_resume_test(kind, data, tmp_path):
-    cfg_dir = ROOT / 'configs' / 'synthetic'
-    fp_cfg, q_cfg = cfg_dir / f'{NAMES[kind]}_fp32.py', cfg_dir / f'{NAMES[kind]}_int4.py'
+    cfg_dir = ROOT / 'configs' / 'fqn'
+    fp_cfg, q_cfg = cfg_dir / f'{NAMES[kind]}_12e_synthetic.py', cfg_dir / f'{NAMES[kind]}_fqn-w4a4_2e_synthetic.py'
     d = data_opts(data)
     # 1. a full-precision detector (an ordinary mmdet checkpoint)
     tool('train.py', fp_cfg, '--work-dir', tmp_path / 'fp', '--cfg-options', *d,
@@ -133,7 +133,7 @@ def test_train_checkpoint_resume_test(kind, data, tmp_path):
     assert res.returncode != 0 and 'never calibrated' in res.stderr
     assert not (tmp_path / 'bad').exists()
     # a checkpoint of the other detector: a mismatch error naming keys, nothing written
-    other = cfg_dir / f"{NAMES['faster' if kind == 'retina' else 'retina']}_int4.py"
+    other = cfg_dir / f"{NAMES['faster' if kind == 'retina' else 'retina']}_fqn-w4a4_2e_synthetic.py"
     res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), str(other), str(e2), '--out',
                           str(tmp_path / 'bad')], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and 'CheckpointMismatchError' in res.stderr and 'does not match' in res.stderr

@@ -18,8 +18,8 @@ from ...nn import refresh_weight_qparams
 from ...quant import iter_act_quantizers, start_calibration
 from ...quant.distributed import assert_ranks_agree
 from ...quant.calibration import abort_calibration, finish_calibration
+from ...compat.sampler_buckets import release_partial_epoch
 from ...utils.atomic import atomic_write_bytes
-from ...utils.partial_epoch import release_partial_epoch
 
 
 @HOOKS.register_module()
