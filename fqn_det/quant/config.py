@@ -73,9 +73,9 @@ def parse_overrides(text: str) -> List[Dict[str, Any]]:
     given as e.g. ``model.quant_cfg.overrides='bbox_head.retina_cls:gamma=1.0;backbone.conv1:w_bits=8'``.
     """
     out = []
-    for part in filter(None, (p.strip() for p in text.split(';'))):
+    for i, part in enumerate(filter(None, (p.strip() for p in text.split(';')))):
         if ':' not in part:
-            raise ValueError(f'quant_cfg.overrides entry {part!r} must look like "pattern:key=value,..."')
+            raise ValueError(f'quant_cfg.overrides[{i}] entry {part!r} must look like "pattern:key=value,..."')
         pattern, body = part.split(':', 1)
         ov: Dict[str, Any] = dict(pattern=pattern.strip())
         for kv in filter(None, (x.strip() for x in body.split(','))):

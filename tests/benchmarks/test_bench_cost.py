@@ -22,4 +22,4 @@ def test_bench_cost_writes_all_rows(tmp_path):
                 '| peak memory above baseline: calibration / eval |'):
         assert row in text
     # each measured row carries a ratio; the two targeted rows say met or not
-    assert text.count('x | <= ') == 2 and text.count('| yes |') + text.count('| NO |') == 2
+    assert text.count('x | <= ') == 2 and text.count('| yes |') + text.count('| no |') == 2
