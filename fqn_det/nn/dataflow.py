@@ -74,6 +74,13 @@ class Builder(Protocol[T]):
         """An integer tensor leaving the graph (features RoIAlign reads)."""
 
 
+def walk_sequential(b: Builder, blocks, x):
+    """Walk ``blocks`` (each with a ``walk(b, x)``) one after the other, as ``nn.Sequential`` runs them."""
+    for blk in blocks:
+        x = blk.walk(b, x)
+    return x
+
+
 class FakeQuantRunner:
     """The :class:`Builder` that computes: each operation runs the quantized layer on tensors."""
 

@@ -19,7 +19,7 @@ from mmdet.models.layers import InvertedResidual
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
-from .dataflow import RUN, Builder
+from .dataflow import RUN, Builder, walk_sequential
 from .qconv import QAdd, QConv2d
 
 
@@ -85,8 +85,7 @@ class QMobileNetV2(MobileNetV2):
             if layer_name == 'conv2':
                 x = b.conv(self.conv2, x)
             else:
-                for blk in getattr(self, layer_name):
-                    x = blk.walk(b, x)
+                x = walk_sequential(b, getattr(self, layer_name), x)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)

@@ -18,7 +18,7 @@ from mmdet.models.backbones.resnext import Bottleneck as XBottleneck
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
-from .dataflow import RUN, Builder
+from .dataflow import RUN, Builder, walk_sequential
 from .qconv import QAdd, QConv2d, QMaxPool2d
 
 
@@ -97,12 +97,6 @@ def quantize_res_layer(layer: nn.Module, qb: QBuilder, name: str) -> nn.Sequenti
     return nn.Sequential(*qblocks)
 
 
-def walk_res_layer(b: Builder, layer: nn.Sequential, x):
-    for blk in layer:
-        x = blk.walk(b, x)
-    return x
-
-
 class QResNet(ResNet):
     """mmdet ResNet with the network input, stem, max-pool and blocks quantized."""
 
@@ -126,7 +120,7 @@ class QResNet(ResNet):
         x = b.maxpool(self.maxpool, b.conv(self.conv1, b.input(x, self.input_quant)))
         outs = []
         for i, layer_name in enumerate(self.res_layers):
-            x = walk_res_layer(b, getattr(self, layer_name), x)
+            x = walk_sequential(b, getattr(self, layer_name), x)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)

@@ -14,9 +14,9 @@ from mmdet.models.roi_heads.shared_heads import ResLayer
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
-from .dataflow import RUN, Builder
+from .dataflow import RUN, Builder, walk_sequential
 from .qconv import QAvgPool2d
-from .qresnet import quantize_res_layer, walk_res_layer
+from .qresnet import quantize_res_layer
 
 
 class QSingleRoIExtractor(SingleRoIExtractor):
@@ -124,7 +124,7 @@ class QResLayerHead(ResLayer):
         return q
 
     def walk(self, b: Builder, x):
-        return walk_res_layer(b, getattr(self, f'layer{self.stage + 1}'), x)
+        return walk_sequential(b, getattr(self, f'layer{self.stage + 1}'), x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.walk(RUN, x)

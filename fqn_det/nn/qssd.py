@@ -18,7 +18,7 @@ from mmdet.models.necks import SSDNeck
 from torch import Tensor, nn
 
 from .builder import QBuilder, UnsupportedModuleError, clone_as
-from .dataflow import RUN, Builder
+from .dataflow import RUN, Builder, walk_sequential
 
 
 class QDepthwiseSeparable(nn.Module):
@@ -67,12 +67,6 @@ def _quantize_stack(layers, qb: QBuilder, name: str) -> nn.Sequential:
     return nn.Sequential(*out)
 
 
-def _walk_stack(b: Builder, stack: nn.Sequential, x):
-    for m in stack:
-        x = m.walk(b, x)
-    return x
-
-
 class QSSDNeck(SSDNeck):
     """SSDNeck: the backbone levels pass through; each extra level is a quantized conv stack."""
 
@@ -90,7 +84,7 @@ class QSSDNeck(SSDNeck):
         outs = list(inputs)
         feat = outs[-1]
         for layer in self.extra_layers:
-            feat = _walk_stack(b, layer, feat)
+            feat = walk_sequential(b, layer, feat)
             outs.append(feat)
         return tuple(outs)
 
@@ -125,7 +119,7 @@ class QSSDHead(SSDHead):
         for lvl, x in enumerate(feats):
             for branch, out, name in (('cls_convs', cls_scores, 'cls_score'), ('reg_convs', bbox_preds, 'bbox_pred')):
                 level = getattr(self, branch)[lvl]
-                y = b.conv(level['out'], _walk_stack(b, level['stack'], x))
+                y = b.conv(level['out'], walk_sequential(b, level['stack'], x))
                 out.append(b.output(y, f'{name}.{lvl}', f'{name}s'))
         return cls_scores, bbox_preds
 
