@@ -6,25 +6,22 @@
 Every row starts from the same FP32 checkpoint of the demo-width RetinaNet:
 weights per channel, FQN percentile calibration of the activation ranges on
 ``--num-batches`` training batches (post-training, no fine-tuning), then the
-integer export. Each row reports the COCO bbox mAP of the fake-quantized model,
-of the integer engine and of onnxruntime on the same validation split, and,
-on ``--compare-batches`` validation batches, the share of head-output integers
-each integer path has identical to the fake-quantized model's and the largest
-difference in quantization steps.
+integer export. Each row reports the COCO bbox mAP of the fake-quantized model
+(evaluated integer-exactly, the default, and with the float arithmetic of
+training), of the integer engine and of onnxruntime on the same validation
+split, and, on ``--compare-batches`` validation batches, the share of
+head-output integers each path has identical to the integer-exact
+fake-quantized model's and the largest difference in quantization steps.
 """
 import argparse
 import copy
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_dfq import load_cfg  # noqa: E402
-from common import write_results  # noqa: E402
+from bench_dfq import load_cfg
+from common import write_results
 
 SETTINGS = [(b, b) for b in range(2, 9)] + [(4, 8), (8, 4)]
 
@@ -45,26 +42,38 @@ def parse_args():
     return p.parse_args()
 
 
-def head_integers(model, engine, onnx, loader, batches: int):
-    """Head-output integers of fake-quant vs engine and vs onnxruntime: (identical share, max steps) each."""
+def fake_quant_integers(model, x) -> dict:
+    """Head-output integer levels of the fake-quantized RetinaNet on batch ``x``."""
     import torch
     head = model.detector.bbox_head
+    cls, reg = head(model.detector.extract_feat(x))
+    fq = {}
+    for lvl in range(len(cls)):
+        for name, out, q in (('cls_score', cls, head.retina_cls), ('bbox_pred', reg, head.retina_reg)):
+            oq = q.out_quant[lvl]
+            s = oq.scale.double().reshape(1, -1, 1, 1) if oq.per_channel else oq.scale.double()
+            z = oq.zero_point.reshape(1, -1, 1, 1) if oq.per_channel else oq.zero_point
+            fq[f'{name}.{lvl}'] = torch.round(out[lvl].double() / s + z).long()
+    return fq
+
+
+def head_integers(model, engine, onnx, loader, batches: int):
+    """Head-output integers of the engine, onnxruntime and float-arithmetic fake-quant against
+    integer-exact fake-quant: (identical share, max steps) each."""
+    import torch
+
+    from fqn_det.nn.integer_eval import float_arithmetic
     g = engine.graphs['features']
-    agree = {'engine': [0, 0, 0], 'onnxruntime': [0, 0, 0]}  # identical, total, max difference
+    agree = {k: [0, 0, 0] for k in ('engine', 'onnxruntime', 'float')}  # identical, total, max difference
     with torch.no_grad():
         for i, data in enumerate(loader):
             if i == batches:
                 break
             x = model.data_preprocessor(data, False)['inputs']
-            cls, reg = head(model.detector.extract_feat(x))
-            fq = {}
-            for lvl in range(len(cls)):
-                for name, out, q in (('cls_score', cls, head.retina_cls), ('bbox_pred', reg, head.retina_reg)):
-                    oq = q.out_quant[lvl]
-                    s = oq.scale.double().reshape(1, -1, 1, 1) if oq.per_channel else oq.scale.double()
-                    z = oq.zero_point.reshape(1, -1, 1, 1) if oq.per_channel else oq.zero_point
-                    fq[f'{name}.{lvl}'] = torch.round(out[lvl].double() / s + z).long()
-            ints = {'engine': engine.run('features', {'image': x})['_int']}
+            fq = fake_quant_integers(model, x)
+            with float_arithmetic():
+                ints = {'float': fake_quant_integers(model, x)}
+            ints['engine'] = engine.run('features', {'image': x})['_int']
             o = onnx.run('features', {'image': x})
             ints['onnxruntime'] = {}
             for k in fq:
@@ -92,6 +101,7 @@ def main():
     from fqn_det.export.backends import load_backend
     from fqn_det.export.exporter import export_model
     from fqn_det.models.integer_detector import IntegerDetector
+    from fqn_det.nn.integer_eval import float_arithmetic
     from fqn_det.utils.cli import build_runner
 
     work = Path(tempfile.mkdtemp(prefix='bench_fidelity_'))
@@ -117,7 +127,9 @@ def main():
             out = work / f'w{wb}a{ab}'
             export_model(model, cfg.model.detector, out)
             runner.model = model
-            maps = {'fake-quant': runner.test()['coco/bbox_mAP']}
+            maps = {'fake-quant': runner.test().get('coco/bbox_mAP', 0.0)}
+            with float_arithmetic():
+                maps['float'] = runner.test().get('coco/bbox_mAP', 0.0)
             for backend, f in (('engine', 'model.fqnint'), ('onnxruntime', 'model.onnx')):
                 runner.model = IntegerDetector(str(out / f), backend, test_cfg=cfg.model.detector.get('test_cfg'),
                                                config_detector=cfg.model.detector.type)
@@ -125,19 +137,19 @@ def main():
             (eng, _), (ort, _) = (load_backend(out, b) for b in ('engine', 'onnxruntime'))
             same = head_integers(model, eng, ort, val_loader, args.compare_batches)
             rows.append((f'W{wb}A{ab}', maps, same, time.time() - t))
-            print(f'W{wb}A{ab}: mAP fake-quant {maps["fake-quant"]:.4f} engine {maps["engine"]:.4f} '
-                  f'onnxruntime {maps["onnxruntime"]:.4f}; identical integers engine '
-                  f'{100 * same["engine"][0]:.3f} % (max {same["engine"][1]}), onnxruntime '
-                  f'{100 * same["onnxruntime"][0]:.3f} % (max {same["onnxruntime"][1]})', flush=True)
+            print(f'W{wb}A{ab}: mAP fake-quant {maps["fake-quant"]:.4f} (float arithmetic {maps["float"]:.4f}) '
+                  f'engine {maps["engine"]:.4f} onnxruntime {maps["onnxruntime"]:.4f}; identical integers '
+                  + ', '.join(f'{k} {100 * v[0]:.3f} % (max {v[1]})' for k, v in same.items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = ['| setting | fake-quant mAP | engine mAP | onnxruntime mAP | engine: identical head-output '
-             'integers | engine: max steps | onnxruntime: identical | onnxruntime: max steps | time |',
+             'integers (max steps) | onnxruntime: identical (max steps) | float-arithmetic fake-quant: mAP | '
+             'float: identical (max steps) | time |',
              '|---|---|---|---|---|---|---|---|---|']
     for name, m, s, secs in rows:
+        cell = {k: f'{100 * v[0]:.3f} % ({v[1]})' for k, v in s.items()}
         lines.append(f"| {name} | {m['fake-quant']:.4f} | {m['engine']:.4f} | {m['onnxruntime']:.4f} | "
-                     f"{100 * s['engine'][0]:.3f} % | {s['engine'][1]} | {100 * s['onnxruntime'][0]:.3f} % | "
-                     f"{s['onnxruntime'][1]} | {secs:.0f}s |")
+                     f"{cell['engine']} | {cell['onnxruntime']} | {m['float']:.4f} | {cell['float']} | {secs:.0f}s |")
     table = '\n'.join(lines)
     print('\n' + table)
     if args.out:
@@ -145,7 +157,8 @@ def main():
                     f'`{args.checkpoint}`' + (f': {args.note}' if args.note else ''),
                     f'data: `{args.data}` at {args.img_size}px; calibration: {args.num_batches} training batches '
                     f'(post-training, no fine-tuning); integers compared on {args.compare_batches} validation '
-                    'batches, all head outputs (5 levels, classification and box)']
+                    'batches, all head outputs (5 levels, classification and box), each path against the '
+                    'integer-exact fake-quantized model (the default evaluation)']
         write_results(args.out, 'Fidelity per bit width: fake-quant, integer engine, onnxruntime', settings, table)
 
 

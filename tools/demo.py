@@ -183,6 +183,7 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
     from mmengine.config import Config
     from mmengine.runner import Runner, load_checkpoint
 
+    from fqn_det.nn.integer_eval import float_arithmetic
     from fqn_det.quant import ActQuantizer
     cfg = Config.fromfile(str(ROOT / config))
     cfg.merge_from_dict(options)
@@ -205,7 +206,8 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
     hooks = [q.register_forward_pre_hook(lambda mod, a, n=n: record(n, a[0])) for n, q in wanted.items()]
     loader = Runner.build_dataloader(cfg.val_dataloader)
     try:
-        with torch.no_grad():
+        # the float arithmetic of training: it calls the activation quantizers, which the hooks watch
+        with torch.no_grad(), float_arithmetic():
             for i, data in enumerate(loader):
                 if i == batches:
                     break

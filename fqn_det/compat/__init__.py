@@ -18,6 +18,10 @@ Patches applied where they are needed:
 - ``sampler-buckets``: mmdet's aspect-ratio batch samplers emptied after a
   stopped-early pass (:func:`release_partial_epoch`).
 
+Read, not patched: ``runner-resume-state``, whether a runner asked to resume
+loaded nothing (:func:`~fqn_det.compat.runner_resume.resumed_nothing`, checked by
+the calibration hook).
+
 Each is written for the versions pinned in requirements.txt (torch 2.13,
 mmengine 0.10.7, mmdet 3.3.0) and guarded by a version range
 (:mod:`~fqn_det.compat.guard`): on other versions it warns once and is skipped,

@@ -23,11 +23,8 @@ from ..nn import QAdd, QConv2d, QLinear, QMaxPool2d, QUpsampleNearest
 from ..nn.qconv import QAvgPool2d
 from ..quant import ActQuantizer, NotCalibratedError, quantize
 from ..quant.functional import bias_levels
-from .fixed_point import quantize_multiplier
+from ..quant.integer_ops import ADD_SHIFT, avgpool_multiplier, rescale_multiplier, weighted_multiplier
 from .graph import IntGraph, Node, TensorQ
-
-#: Fractional bits of the integer add (TFLite's ``left_shift``).
-ADD_SHIFT = 20
 
 
 class ExportError(RuntimeError):
@@ -120,7 +117,6 @@ class GraphBuilder:
         cout = qw.shape[0]
         s_w = np.broadcast_to(s_w, (cout,)).copy()
         z_w = np.broadcast_to(z_w, (cout,)).copy()
-        acc_scale = tx.scale * s_w
         bias = np.zeros(cout) if b is None else b.detach().double().numpy()
         bias_q = bias_levels(torch.from_numpy(bias), torch.tensor(tx.scale, dtype=torch.float64),
                              torch.from_numpy(s_w)).numpy().astype(np.int64)  # as the fake-quant layers
@@ -128,7 +124,7 @@ class GraphBuilder:
         bound = int((centered * tx.max_abs_centered + np.abs(bias_q)).max())
         if bound >= 2 ** 31:
             raise ExportError(f'{out_q.name}: accumulator bound {bound} exceeds int32')
-        m0, shift = quantize_multiplier(acc_scale / np.asarray(ty.scale, dtype=np.float64))
+        m0, shift = weighted_multiplier(tx.scale, s_w, ty.scale)
         y = self._new(ty, op)
         lo = ty.zero_point if relu else ty.qmin
         self._add(Node(op, out_q.name, [x], [y], dict(
@@ -149,8 +145,8 @@ class GraphBuilder:
 
     def add(self, m: QAdd, a: str, b: str, site: int = 0) -> str:
         ta, tb, ty = self._in(a), self._in(b), _tensor_q(m.out_quant[site])
-        ma, sa = quantize_multiplier(ta.scale / ty.scale)
-        mb, sb = quantize_multiplier(tb.scale / ty.scale)
+        ma, sa = rescale_multiplier(ta.scale, ty.scale)
+        mb, sb = rescale_multiplier(tb.scale, ty.scale)
         y = self._new(ty, 'add')
         lo = ty.zero_point if m.relu else ty.qmin
         self._add(Node('add', m.out_quant[site].name, [a, b], [y],
@@ -163,7 +159,7 @@ class GraphBuilder:
         tx, ty = self._in(x), _tensor_q(out_q)
         if tx.same_as(ty):
             return x
-        m0, shift = quantize_multiplier(tx.scale / ty.scale)
+        m0, shift = rescale_multiplier(tx.scale, ty.scale)
         y = self._new(ty, 'rq')
         self._add(Node('requant', name, [x], [y], {}, dict(m0=m0, shift=shift)))
         return y
@@ -185,9 +181,8 @@ class GraphBuilder:
         ty = _tensor_q(out_q)
         kh, kw = m.kernel_size
         c = m.channels
-        acc_scale = np.full(c, tx.scale / (kh * kw))
         bound = kh * kw * tx.max_abs_centered
-        m0, shift = quantize_multiplier(acc_scale / ty.scale)
+        m0, shift = avgpool_multiplier(tx.scale, kh * kw, c, ty.scale)
         y = self._new(ty, 'avgpool')
         self._add(Node('conv', out_q.name, [x], [y], dict(
             stride=[kh, kw], padding=[0, 0], dilation=[1, 1], groups=c, relu=False, lo=ty.qmin, w_bits=8,

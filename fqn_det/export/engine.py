@@ -10,8 +10,10 @@ integer exactly, so those layers run in float32; the others in float64
 to be integers within the bound, and a few sampled outputs per layer are
 recomputed in int64 and compared (so a kernel that is not an exact
 accumulation, e.g. a Winograd convolution, cannot pass silently).
-Requantization is fixed-point (:func:`requantize`); adds use TFLite's
-left-shifted fixed-point scheme; max-pool and nearest upsampling move integers.
+Requantization is fixed-point; adds use TFLite's left-shifted fixed-point
+scheme; max-pool and nearest upsampling move integers. The arithmetic is
+:mod:`fqn_det.quant.integer_ops`, which the fake-quantized model's
+integer-exact evaluation uses too.
 """
 from __future__ import annotations
 
@@ -21,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fixed_point import exact_in_float64, requantize, rounding_rshift
+from ..quant import integer_ops as iops
+from ..quant.fixed_point import exact_in_float64
 from .graph import IntGraph, Node, TensorQ
 from .weights import centered_weight
 
-#: Every integer of magnitude <= 2^24 is exact in float32.
-FLOAT32_EXACT = 2 ** 24
 #: Outputs per layer and run recomputed in int64 by the exactness check.
 CHECK_SAMPLES = 16
 
@@ -37,7 +38,7 @@ class InexactAccumulatorError(RuntimeError):
 
 def kernel_dtype(node: Node) -> str:
     """``'float32'`` when the node's export-time accumulator bound is < 2^24, else ``'float64'``."""
-    return 'float32' if int(node.attrs['acc_bound']) < FLOAT32_EXACT else 'float64'
+    return str(iops.kernel_dtype(int(node.attrs['acc_bound']))).replace('torch.', '')
 
 
 def _t(a) -> Tensor:
@@ -80,13 +81,8 @@ class IntegerEngine:
     def _acc(self, node: Node, x: Tensor) -> Tensor:
         p, a = self._prep[node.name], node.attrs
         xi = x - self.tq(node.inputs[0]).zero_point
-        xc = xi.to(p['dtype'])
-        if node.op == 'conv':
-            acc = F.conv2d(xc, p['w'], None, a['stride'], a['padding'], a['dilation'], a['groups'])
-            acc_i = acc.round().long()
-        else:
-            acc = F.linear(xc, p['w'])
-            acc_i = acc.round().long()
+        acc = iops.accumulate(xi, p['w'], p['dtype'], a if node.op == 'conv' else None)
+        acc_i = acc.round().long()
         if self.check and acc.numel():
             if not torch.equal(acc, acc.round()):
                 raise InexactAccumulatorError(f'{node.name}: non-integer accumulator from the {p["dtype"]} kernel')
@@ -100,21 +96,18 @@ class IntegerEngine:
     def _weighted(self, node: Node, x: Tensor) -> Tensor:
         p, ty = self._prep[node.name], self.tq(node.outputs[0])
         acc = self._acc(node, x)
-        y = ty.broadcast(acc.dim())[1] + requantize(acc, p['m0'], p['shift'], axis=1)
-        return y.clamp_(node.attrs['lo'], ty.qmax)
+        return iops.requantize_output(acc, p['m0'], p['shift'], ty.broadcast(acc.dim())[1], node.attrs['lo'], ty.qmax)
 
     def _add(self, node: Node, a: Tensor, b: Tensor) -> Tensor:
         ta, tb, ty = (self.tq(n) for n in (*node.inputs, node.outputs[0]))
-        p, sh = node.params, node.attrs['add_shift']
-        ra = requantize((a - ta.zero_point) << sh, _t(p['m0_a']), _t(p['shift_a']))
-        rb = requantize((b - tb.zero_point) << sh, _t(p['m0_b']), _t(p['shift_b']))
-        y = ty.zero_point + rounding_rshift(ra + rb, torch.tensor(sh))
-        return y.clamp_(node.attrs['lo'], ty.qmax)
+        p = node.params
+        return iops.integer_add(a - ta.zero_point, b - tb.zero_point, p['m0_a'], p['shift_a'], p['m0_b'],
+                                p['shift_b'], ty.zero_point, node.attrs['lo'], ty.qmax, node.attrs['add_shift'])
 
     def _requant(self, node: Node, x: Tensor) -> Tensor:
         tx, ty = self.tq(node.inputs[0]), self.tq(node.outputs[0])
-        y = ty.zero_point + requantize(x - tx.zero_point, _t(node.params['m0']), _t(node.params['shift']))
-        return y.clamp_(ty.qmin, ty.qmax)
+        return iops.rescale(x - tx.zero_point, node.params['m0'], node.params['shift'], ty.zero_point, ty.qmin,
+                            ty.qmax)
 
     def _maxpool(self, node: Node, x: Tensor) -> Tensor:
         a = node.attrs
@@ -136,7 +129,7 @@ class IntegerEngine:
             x = [env[i] for i in n.inputs]
             if n.op == 'quantize':
                 t = self.tq(n.outputs[0])
-                y = torch.round(x[0].double() / t.scale + t.zero_point).clamp_(t.qmin, t.qmax).long()
+                y = iops.quantize_input(x[0], t.scale, t.zero_point, t.qmin, t.qmax)
             elif n.op in ('conv', 'linear'):
                 y = self._weighted(n, x[0])
             elif n.op == 'add':
@@ -152,9 +145,9 @@ class IntegerEngine:
             elif n.op == 'flatten':
                 y = x[0].flatten(1)
             elif n.op == 'dequantize':
-                scale, zp = self.tq(n.inputs[0]).broadcast(x[0].dim())  # per tensor or per channel
+                t = self.tq(n.inputs[0])  # per tensor or per channel
                 ints[n.outputs[0]] = x[0]
-                y = ((x[0] - zp).double() * scale).float()
+                y = iops.dequantize(x[0], t.scale, t.zero_point, t.axis)
             else:
                 raise ValueError(f'unknown op {n.op!r} in node {n.name}')
             env[n.outputs[0]] = y

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .fixed_point import multiplier_value
+from ..quant.fixed_point import multiplier_value
 from .graph import IntGraph, TensorQ
 from .weights import centered_int8
 

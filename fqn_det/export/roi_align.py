@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fixed_point import quantize_multiplier
+from ..quant.fixed_point import quantize_multiplier
 from .graph import TensorQ
 
 WEIGHT_BITS = 12

@@ -26,6 +26,8 @@ from typing import Any, Optional, Protocol, TypeVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import integer_eval
+
 T = TypeVar('T')
 
 
@@ -85,6 +87,8 @@ class FakeQuantRunner:
     """The :class:`Builder` that computes: each operation runs the quantized layer on tensors."""
 
     def input(self, x: Tensor, q) -> Tensor:
+        if integer_eval.per_tensor(q) and integer_eval.applies(q, q):
+            return integer_eval.input_quant(q, x)  # as the integer model quantizes it
         return q(x)
 
     def int_input(self, name, q):

@@ -1,6 +1,7 @@
-"""Input-quantizer linking: each quantized conv/linear learns which quantizer feeds it.
+"""Input-quantizer linking: each quantized layer learns which quantizer feeds it.
 
-Biases are rounded to the int32 grid ``s_in * s_w`` of integer inference
+Integer-exact evaluation (:mod:`fqn_det.nn.integer_eval`) reads every layer's
+input levels on that quantizer's grid. Biases are rounded to the int32 grid ``s_in * s_w`` of integer inference
 (:func:`fqn_det.nn.qconv.quantize_bias`), so the fake-quantized model computes
 what the integer model computes; ``s_in`` is the scale of the quantizer that
 produced the layer's input at each call site, found by walking the detector's
@@ -32,14 +33,17 @@ class _LinkBuilder:
     linear = conv
 
     def add(self, m, a, b, site=0):
+        m.link_input((a, b), site)
         return m.out_quant[site]
 
     def maxpool(self, m, x, site=0):
+        m.link_input(x, site)
         return m.out_quant[site]
 
     avgpool = maxpool
 
     def upsample(self, m, x, like, site=0):
+        m.link_input(x, site)
         return m.out_quant[site]
 
     def relu(self, x, name):

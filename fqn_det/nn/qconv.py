@@ -23,6 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..quant import ActQuantizer, WeightQuantizer
 from ..quant.functional import bias_levels
+from . import integer_eval
 
 
 def _bn_scale(bn: _BatchNorm, var: Tensor) -> Tensor:
@@ -169,7 +170,17 @@ class QConv2d(nn.Module):
             cache[:] = (wq, b)
         return wq, b
 
+    def _integer_exact(self, site: int) -> bool:
+        q_in = self.in_quants[site] if site < len(self.in_quants) else None
+        return integer_eval.per_tensor(q_in) and integer_eval.applies(self, q_in, self.out_quant[site],
+                                                                      w_quant=self.w_quant)
+
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        if self._integer_exact(site):
+            w, b = self.folded_weight_bias()
+            c = self.conv
+            return integer_eval.weighted(self, x, site, w, b, dict(
+                stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups))
         wq, b = self._quantized_weight_bias(x)
         y = self._conv(x, wq, quantize_bias(b, self.in_quants, site, self.w_quant, self, x.dtype))
         if self.relu:
@@ -224,7 +235,11 @@ class QLinear(nn.Module):
         """Recompute the weight quantizer's scale/zero-point from the current weights."""
         self.w_quant(self.linear.weight)
 
+    _integer_exact = QConv2d._integer_exact
+
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        if self._integer_exact(site):
+            return integer_eval.weighted(self, x, site, self.linear.weight, self.linear.bias)
         wq = self.w_quant(self.linear.weight)
         y = F.linear(x, wq.to(x.dtype), quantize_bias(self.linear.bias, self.in_quants, site, self.w_quant, self,
                                                       x.dtype))
@@ -244,8 +259,17 @@ class QAdd(nn.Module):
         super().__init__()
         self.relu = relu
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []  # (quantizer of a, quantizer of b) per call site
+
+    def link_input(self, qs: tuple, site: int = 0) -> None:
+        """Record the quantizers ``(q_a, q_b)`` of the two inputs at call site ``site``."""
+        _link(self.in_quants, tuple(qs), site)
 
     def forward(self, a: Tensor, b: Tensor, site: int = 0) -> Tensor:
+        qs = self.in_quants[site] if site < len(self.in_quants) else None
+        if qs is not None and all(integer_eval.per_tensor(q) for q in qs) \
+                and integer_eval.applies(self, *qs, self.out_quant[site]):
+            return integer_eval.add(self, a, b, site)
         y = a + b
         if self.relu:
             y = F.relu(y)
@@ -261,11 +285,19 @@ class QMaxPool2d(nn.Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []
+
+    link_input = QConv2d.link_input
+    _integer_exact = QConv2d._integer_exact
+    w_quant = None
+
+    def _pool(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
-        y = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                         self.ceil_mode)
-        return self.out_quant[site](y)
+        if self._integer_exact(site):
+            return integer_eval.moved(self, x, site, self._pool)
+        return self.out_quant[site](self._pool(x))
 
 
 class QAvgPool2d(nn.Module):
@@ -286,10 +318,17 @@ class QAvgPool2d(nn.Module):
             else (kernel_size, kernel_size)
         self.channels = channels
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []
+
+    link_input = QConv2d.link_input
+    _integer_exact = QConv2d._integer_exact
+    w_quant = None
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         if x.numel() == 0:  # no RoIs: avg_pool2d refuses empty inputs
             return self.out_quant[site](x.new_zeros(x.shape[0], x.shape[1], 1, 1))
+        if self._integer_exact(site):
+            return integer_eval.avgpool(self, x, site)
         return self.out_quant[site](F.avg_pool2d(x, self.kernel_size, self.kernel_size))
 
 
@@ -299,8 +338,15 @@ class QUpsampleNearest(nn.Module):
     def __init__(self, out_quant: List[ActQuantizer]) -> None:
         super().__init__()
         self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []
+
+    link_input = QConv2d.link_input
+    _integer_exact = QConv2d._integer_exact
+    w_quant = None
 
     def forward(self, x: Tensor, size, site: int = 0) -> Tensor:
+        if self._integer_exact(site):
+            return integer_eval.moved(self, x, site, lambda v: F.interpolate(v, size=size, mode='nearest'))
         return self.out_quant[site](F.interpolate(x, size=size, mode='nearest'))
 
 

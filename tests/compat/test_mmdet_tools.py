@@ -74,14 +74,14 @@ runner.test()
 '''
 
 
-def mmdet_tool(tmp, code: str, *args) -> str:
+def mmdet_tool(tmp, code: str, *args, ok: bool = True) -> str:
     script = tmp / ('mmdet_train.py' if 'train()' in code else 'mmdet_test.py')
     script.write_text(code)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
     res = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=tmp, env=env,
                          capture_output=True, text=True, timeout=600)
     out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
+    assert (res.returncode == 0) == ok, out[-4000:]
     assert 'CompatWarning' not in out, out[-4000:]
     return out
 
@@ -128,3 +128,15 @@ def test_mmdet_train_resume_test_through_custom_imports(setup):
     assert 'already calibrated' in out and 'from 2 batches' not in out
     out = mmdet_tool(tmp, MMDET_TEST, CFG, e2, '--work-dir', tmp / 'test', '--cfg-options', *opts)
     assert 'coco/bbox_mAP:' in out
+
+
+def test_mmdet_train_resume_with_nothing_to_resume_is_an_error(setup):
+    """mmdet's --resume drops load_from; with no checkpoint in the work dir, mmengine would train the
+    randomly initialized detector. The calibration hook stops it before any calibration or step."""
+    tmp, data, fp_ckpt = setup
+    work = tmp / 'empty_run'
+    out = mmdet_tool(tmp, MMDET_TRAIN, CFG, '--work-dir', work, '--resume', '--cfg-options', *options(data, fp_ckpt),
+                     ok=False)
+    assert 'no checkpoint to resume from' in out and 'random weights' in out, out[-3000:]
+    assert 'FQN calibration:' not in out
+    assert not list(work.glob('*.pth'))

@@ -1,7 +1,7 @@
 """Small hand-made integer graphs for the export consumers (engine, ONNX writer, file format)."""
 import numpy as np
 
-from fqn_det.export.fixed_point import quantize_multiplier
+from fqn_det.quant.fixed_point import quantize_multiplier
 from fqn_det.export.graph import IntGraph, Node, TensorQ
 
 

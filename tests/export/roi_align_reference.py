@@ -4,7 +4,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from fqn_det.export.fixed_point import quantize_multiplier
+from fqn_det.quant.fixed_point import quantize_multiplier
 from fqn_det.export.graph import TensorQ
 from fqn_det.export.roi_align import WEIGHT_BITS, _round_div, _sample_grid, map_roi_levels
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fqn_det.export import engine as engine_mod
-from fqn_det.export.engine import FLOAT32_EXACT, IntegerEngine, InexactAccumulatorError, kernel_dtype
+from fqn_det.export.engine import IntegerEngine, InexactAccumulatorError, kernel_dtype
+from fqn_det.quant.integer_ops import FLOAT32_EXACT
 
 from graphs import conv_graph, feeds
 

@@ -1,5 +1,5 @@
-"""RetinaNet-MobileNetV2 through the tools: train -> FQN QAT (calibration) -> resume -> test -> export ->
-integer engine and onnxruntime; tools/ptq.py with DFQ writes what it could not equalize."""
+"""RetinaNet-MobileNetV2 and SSDLite through the tools: train -> FQN QAT (calibration) -> resume -> test ->
+export -> integer engine and onnxruntime; tools/ptq.py with DFQ writes what it could not equalize."""
 import json
 import sys
 from pathlib import Path
@@ -13,6 +13,8 @@ from fqn_det.datasets import generate_synthetic_coco  # noqa: E402
 
 CFG = ROOT / 'configs' / 'fqn'
 FP, Q = CFG / 'retinanet_mobilenetv2_fpn_12e_synthetic.py', CFG / 'retinanet_mobilenetv2_fpn_fqn-w4a4_2e_synthetic.py'
+SSD_FP, SSD_Q = CFG / 'ssdlite_mobilenetv2_12e_synthetic.py', CFG / 'ssdlite_mobilenetv2_fqn-w4a4_2e_synthetic.py'
+SSD_IMG = 128  # the SSDLite configs' anchor input size
 
 
 def narrow(p):
@@ -25,6 +27,16 @@ def data(tmp_path_factory):
     out = tmp_path_factory.mktemp('e2e_mbv2') / 'data'
     generate_synthetic_coco(out, num_train=8, num_val=4, img_size=IMG, seed=3, progress=False)
     return out
+
+
+def check_exported(cfg, fq_map: float, tmp_path, test_opts) -> None:
+    """The integer engine gives the fake-quantized model's mAP exactly (the same head-output integers,
+    evaluation being integer-exact); onnxruntime within 0.01 (its float32 requantization)."""
+    engine = coco_map(tool('test.py', cfg, tmp_path / 'exp' / 'model.fqnint', '--work-dir', tmp_path / 't',
+                           *test_opts))
+    assert engine == fq_map, (engine, fq_map)
+    ort = coco_map(tool('test.py', cfg, tmp_path / 'exp' / 'model.onnx', '--work-dir', tmp_path / 't', *test_opts))
+    assert abs(ort - fq_map) <= 0.01, (ort, fq_map)
 
 
 def test_train_resume_test_export_ptq(data, tmp_path):
@@ -42,9 +54,7 @@ def test_train_resume_test_export_ptq(data, tmp_path):
     test_opts = ['--cfg-options', *d, *narrow('model.detector.')]
     fq = coco_map(tool('test.py', Q, e2, '--work-dir', tmp_path / 't', *test_opts))
     tool('export.py', Q, e2, '--out', tmp_path / 'exp', *test_opts)
-    for model_file in ('model.fqnint', 'model.onnx'):
-        got = coco_map(tool('test.py', Q, tmp_path / 'exp' / model_file, '--work-dir', tmp_path / 't', *test_opts))
-        assert abs(got - fq) <= 0.1, (model_file, got, fq)
+    check_exported(Q, fq, tmp_path, test_opts)
     # post-training quantization with DFQ from the FP32 checkpoint; the report lists what was not equalized
     tool('ptq.py', Q, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction', 'analytic',
          '--ranges', 'data-free', *test_opts)
@@ -53,4 +63,37 @@ def test_train_resume_test_export_ptq(data, tmp_path):
     assert 'backbone.layer2.0.depthwise_conv' in rep['relu6_replaced']
     assert any(s.startswith('backbone.layer2.1.linear_conv -> ') and 'add backbone.layer2.1.add' in s
                for s in rep['skipped'])
+    tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')
+
+
+def ssd_narrow(p):
+    return [f'{p}backbone.widen_factor=0.25', f'{p}neck.in_channels=[24,1280]', f'{p}neck.out_channels=[24,1280,32,16]',
+            f'{p}bbox_head.in_channels=[24,1280,32,16]', f'{p}test_cfg.score_thr=0.0']
+
+
+def test_ssdlite_train_resume_test_export_ptq(data, tmp_path):
+    """mmdet's SSDLite (depthwise SSD neck and head, ReLU6) end to end through the tools."""
+    d = [o.replace(f'scale=({IMG},{IMG})', f'scale=({SSD_IMG},{SSD_IMG})') for o in data_opts(data)]
+    tool('train.py', SSD_FP, '--work-dir', tmp_path / 'fp', '--cfg-options', *d, *ssd_narrow('model.'),
+         'train_cfg.max_epochs=1', 'train_cfg.val_interval=5', 'default_hooks.checkpoint.interval=1')
+    fp_ckpt = tmp_path / 'fp' / 'epoch_1.pth'
+    q_opts = [*d, *ssd_narrow('model.detector.'), f'load_from={fp_ckpt}', 'model.quant_cfg.calib.num_batches=2',
+              'train_cfg.val_interval=5']
+    out = tool('train.py', SSD_Q, '--work-dir', tmp_path / 'q', '--cfg-options', *q_opts)
+    assert 'FQN calibration:' in out
+    e1, e2 = tmp_path / 'q' / 'epoch_1.pth', tmp_path / 'q' / 'epoch_2.pth'
+    out = tool('train.py', SSD_Q, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
+    assert 'resumed epoch: 1' in out and 'already calibrated' in out
+    test_opts = ['--cfg-options', *d, *ssd_narrow('model.detector.')]
+    fq = coco_map(tool('test.py', SSD_Q, e2, '--work-dir', tmp_path / 't', *test_opts))
+    tool('export.py', SSD_Q, e2, '--out', tmp_path / 'exp', *test_opts)
+    rep = json.loads((tmp_path / 'exp' / 'report.json').read_text())
+    assert rep['non_integer_ops'] == [], rep['non_integer_ops']  # integer from the input to the head outputs
+    check_exported(SSD_Q, fq, tmp_path, test_opts)
+    # DFQ post-training quantization of the SSDLite, data-free, then its export
+    tool('ptq.py', SSD_Q, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction', 'analytic',
+         '--ranges', 'data-free', *test_opts)
+    rep = json.loads((tmp_path / 'ptq' / 'ptq_report.json').read_text())
+    assert any(p.startswith('backbone.') and '->' in p for p in rep['pairs']), rep['pairs']
+    assert rep['relu6_replaced']
     tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')

@@ -18,6 +18,7 @@ from ...nn import refresh_weight_qparams
 from ...quant import iter_act_quantizers, start_calibration
 from ...quant.distributed import assert_ranks_agree
 from ...quant.calibration import abort_calibration, finish_calibration
+from ...compat.runner_resume import resumed_nothing
 from ...compat.sampler_buckets import release_partial_epoch
 from ...utils.atomic import atomic_write_bytes
 
@@ -55,6 +56,12 @@ class FQNCalibrationHook(Hook):
         self.save_ranges = save_ranges
 
     def before_train(self, runner) -> None:
+        if resumed_nothing(runner):
+            # e.g. mmdet's tools/train.py --resume before the run's first checkpoint: mmengine drops
+            # load_from and would quantize the randomly initialized detector
+            raise RuntimeError(f'resume was requested but {runner.work_dir} has no checkpoint to resume from, '
+                               'so training would start from random weights. Drop --resume (with load_from='
+                               'FP32_CHECKPOINT), or resume from a checkpoint file: --resume PATH')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not hasattr(model, 'quant_config') or not hasattr(model, 'calibrated'):
             raise TypeError(f'FQNCalibrationHook needs a QuantizedDetector model, got {type(model).__name__}')

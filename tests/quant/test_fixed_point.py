@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fqn_det.export.fixed_point import multiplier_value, quantize_multiplier, requantize, rounding_rshift
+from fqn_det.quant.fixed_point import multiplier_value, quantize_multiplier, requantize, rounding_rshift
 
 
 def test_quantize_multiplier_precision_and_range():
