@@ -1,6 +1,6 @@
 """DFQ ablation on a trained detector: the detector counterpart of Nagel et al.'s Table.
 
-    make demo                                    # trains/caches work_dirs/demo/fp32.pth and its data
+    python tools/demo.py --fp-epochs 13          # the reference work_dirs/demo/fp32.pth and its data
     python benchmarks/bench_dfq.py --out benchmarks/results/dfq_retina_synthetic.md
 
 Every row starts from the same FP32 checkpoint, uses no training, and is

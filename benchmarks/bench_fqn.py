@@ -1,6 +1,6 @@
 """FQN benchmark table: paper-style ablations and the IAO baseline, same FP checkpoint, same QAT budget.
 
-    make demo        # caches work_dirs/demo/fp32.pth (RetinaNet) and the generated data
+    python tools/demo.py --fp-epochs 13   # the reference work_dirs/demo/fp32.pth (RetinaNet) and data
     python benchmarks/bench_fqn.py --out benchmarks/results/fqn_retina_synthetic.md
     python benchmarks/bench_fqn.py --rows fp32 fqn iao            # a subset
     python benchmarks/bench_fqn.py --detector faster --checkpoint work_dirs/demo/faster_fp32.pth \

@@ -13,7 +13,7 @@ some outputs by a level).
 
 Layers without a linked input quantizer, with a range not set, while
 calibrating, or with fake quantization off run the float path. Nothing here
-is differentiable: gradients need ``train()``. :func:`float_arithmetic`
+is differentiable: gradients need ``train()``. Runs on the model's device. :func:`float_arithmetic`
 switches it off, e.g. to look at pre-quantization values through hooks on the
 activation quantizers. Plain PyTorch.
 """
@@ -65,7 +65,7 @@ def _zp(q, ndim: int) -> Tensor:
 
 
 def _s(q):
-    return q.scale.double().reshape(-1).numpy() if q.per_channel else float(q.scale)
+    return q.scale.double().reshape(-1).cpu().numpy() if q.per_channel else float(q.scale)
 
 
 def levels(x: Tensor, q) -> Tensor:
@@ -74,7 +74,7 @@ def levels(x: Tensor, q) -> Tensor:
 
 
 def dequantized(y: Tensor, q) -> Tensor:
-    return iops.dequantize(y, _s(q), q.zero_point.long().reshape(-1) if q.per_channel else int(q.zero_point),
+    return iops.dequantize(y, _s(q), q.zero_point.long().reshape(-1).cpu() if q.per_channel else int(q.zero_point),
                            q.axis)
 
 
@@ -103,13 +103,13 @@ def weighted(m: nn.Module, x: Tensor, site: int, w: Tensor, b: Optional[Tensor],
     wi = quantize(w, wq.scale, wq.zero_point, s.quant_min, s.quant_max, axis).long() \
         - zw.reshape(-1, *([1] * (w.dim() - 1)))
     s_w = wq.scale.double().reshape(-1).expand(cout)
-    bias = torch.zeros(cout, dtype=torch.float64) if b is None else b
+    bias = torch.zeros(cout, dtype=torch.float64, device=w.device) if b is None else b
     bias_q = bias_levels(bias, q_in.scale, s_w).long()
     dtype = iops.kernel_dtype(iops.accumulator_bound(wi, _max_abs_centered(q_in), bias_q))
     xi = levels(x, q_in) - int(q_in.zero_point)
     acc = iops.accumulate(xi, wi.to(dtype), dtype, conv).round().long()
     acc = acc + bias_q.reshape(1, -1, *([1] * (acc.dim() - 2)))
-    m0, shift = iops.weighted_multiplier(float(q_in.scale), s_w.numpy(), _s(q_out))
+    m0, shift = iops.weighted_multiplier(float(q_in.scale), s_w.cpu().numpy(), _s(q_out))
     z = _zp(q_out, acc.dim())
     lo = z if m.relu else q_out.scheme.quant_min
     y = iops.requantize_output(acc, torch.from_numpy(m0), torch.from_numpy(shift), z, lo, q_out.scheme.quant_max)
@@ -158,6 +158,6 @@ def avgpool(m: nn.Module, x: Tensor, site: int) -> Tensor:
     acc = torch.nn.functional.avg_pool2d(xi.to(dtype), m.kernel_size, m.kernel_size, divisor_override=1)
     m0, shift = iops.avgpool_multiplier(float(q_in.scale), kh * kw, m.channels, float(q_out.scale))
     z = int(q_out.zero_point)
-    y = iops.requantize_output(acc.round().long(), torch.from_numpy(m0), torch.from_numpy(shift), torch.tensor(z),
+    y = iops.requantize_output(acc.round().long(), torch.from_numpy(m0), torch.from_numpy(shift), z,
                                q_out.scheme.quant_min, q_out.scheme.quant_max)
     return dequantized(y, q_out)

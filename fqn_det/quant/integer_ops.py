@@ -36,14 +36,14 @@ def quantize_input(x: Tensor, scale, zero_point, qmin: int, qmax: int) -> Tensor
     ``x / s`` is computed in float32 and rounded half to even, then the
     zero-point is added: the arithmetic of ONNX ``QuantizeLinear``.
     """
-    s = torch.as_tensor(scale, dtype=torch.float32)
+    s = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
     return (torch.round(x.float() / s).long() + int(zero_point)).clamp_(qmin, qmax)
 
 
 def dequantize(q: Tensor, scale, zero_point, axis: Optional[int] = None) -> Tensor:
     """float32 ``(q - z) * s`` of int64 levels (per tensor, or per channel along ``axis``)."""
-    s = torch.as_tensor(scale, dtype=torch.float64)
-    z = torch.as_tensor(zero_point, dtype=torch.int64)
+    s = torch.as_tensor(scale, dtype=torch.float64, device=q.device)
+    z = torch.as_tensor(zero_point, dtype=torch.int64, device=q.device)
     if axis is not None and s.numel() > 1:
         shape = [1] * q.dim()
         shape[axis] = -1
@@ -94,20 +94,24 @@ def accumulate(x_centered: Tensor, w: Tensor, dtype: torch.dtype, conv: Optional
 
 def requantize_output(acc: Tensor, m0: Tensor, shift: Tensor, zero_point: Tensor, lo, hi: int) -> Tensor:
     """``clamp(z + requant(acc, M), lo, hi)`` per output channel (axis 1); ``z``/``lo`` broadcast to ``acc``."""
-    y = zero_point + requantize(acc, m0, shift, axis=1)
-    return torch.maximum(y, torch.as_tensor(lo)).clamp_(max=hi)
+    d = acc.device
+    y = torch.as_tensor(zero_point, device=d) + requantize(acc, torch.as_tensor(m0, device=d),
+                                                          torch.as_tensor(shift, device=d), axis=1)
+    return torch.maximum(y, torch.as_tensor(lo, device=d)).clamp_(max=hi)
 
 
 def integer_add(a_centered: Tensor, b_centered: Tensor, m0_a, shift_a, m0_b, shift_b, zero_point: int,
                 lo: int, hi: int, shift: int = ADD_SHIFT) -> Tensor:
     """``clamp(z + round((M_a (a - z_a) + M_b (b - z_b))))`` with ``shift`` fractional bits (TFLite's add)."""
-    ra = requantize(a_centered << shift, torch.as_tensor(m0_a), torch.as_tensor(shift_a))
-    rb = requantize(b_centered << shift, torch.as_tensor(m0_b), torch.as_tensor(shift_b))
-    y = zero_point + rounding_rshift(ra + rb, torch.tensor(shift))
+    d = a_centered.device
+    ra = requantize(a_centered << shift, torch.as_tensor(m0_a, device=d), torch.as_tensor(shift_a, device=d))
+    rb = requantize(b_centered << shift, torch.as_tensor(m0_b, device=d), torch.as_tensor(shift_b, device=d))
+    y = zero_point + rounding_rshift(ra + rb, torch.tensor(shift, device=d))
     return y.clamp_(lo, hi)
 
 
 def rescale(q_centered: Tensor, m0, shift, zero_point: int, qmin: int, qmax: int) -> Tensor:
     """``clamp(z_out + requant(q - z_in, s_in / s_out))``: levels moved to another grid."""
-    y = zero_point + requantize(q_centered, torch.as_tensor(m0), torch.as_tensor(shift))
+    d = q_centered.device
+    y = zero_point + requantize(q_centered, torch.as_tensor(m0, device=d), torch.as_tensor(shift, device=d))
     return y.clamp_(qmin, qmax)

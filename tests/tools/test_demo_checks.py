@@ -1,4 +1,5 @@
-"""make demo's bad-input handling: too little disk, a broken cached FP32 checkpoint."""
+"""make demo's bad-input handling: too little disk, a broken cached FP32 checkpoint, bad arguments."""
+import re
 import shutil
 from collections import namedtuple
 from pathlib import Path
@@ -97,3 +98,24 @@ def test_recipes_are_the_paper_and_the_recommended_configs():
     # same schedule, scheme and FP32 model otherwise
     assert {k: v for k, v in rec.items() if k not in ('weight', 'overrides')} == \
         {k: v for k, v in paper.items() if k not in ('weight', 'overrides')}
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--qat-images', '0'], r'--qat-images must be in \[1, --num-train=3000\], got 0'),
+    (['--num-train', '24', '--qat-images', '25'], r'--qat-images must be in \[1, --num-train=24\], got 25'),
+    (['--qat-epochs', '0'], 'must be at least 1'),
+])
+def test_bad_demo_arguments(monkeypatch, capsys, argv, message):
+    demo = _demo()
+    monkeypatch.setattr('sys.argv', ['demo.py', *argv])
+    with pytest.raises(SystemExit):
+        demo.parse_args()
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_qat_images_default_is_1000_or_the_whole_small_training_set(monkeypatch):
+    demo = _demo()
+    monkeypatch.setattr('sys.argv', ['demo.py'])
+    assert demo.parse_args().qat_images == 1000
+    monkeypatch.setattr('sys.argv', ['demo.py', '--num-train', '24'])
+    assert demo.parse_args().qat_images == 24
