@@ -253,8 +253,9 @@ def write_results(wd: Path, rows, args, timings: dict, reports: dict) -> Path:
              f'Reference task: generated COCO-format data, {args.num_train} training / {args.num_val} validation '
              f'images at {args.img_size}px, 5 shape classes; small RetinaNet (narrow ResNet-18 + FPN). '
              f'Each W4A4 recipe: calibration on n=20 batches, then {args.qat_epochs} epoch(s) QAT on the first '
-             f'{args.qat_images} training images from the same FP32 checkpoint. Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the '
-             'seed it was trained with).', '']
+             f'{args.qat_images} training images from the same FP32 checkpoint ({args.fp_epochs} epochs unless '
+             f'cached). Random seed {args.seed} (`--seed`; a cached FP32 checkpoint keeps the seed it was trained '
+             'with).', '']
     lines += [f'- {RECIPES[k][0]} (`{RECIPES[k][1]}`): {RECIPES[k][2]}.' for k in args.recipes]
     lines += ['', '| model | bbox mAP | mAP@0.5 | mAP@0.75 | Δ vs FP32 |', '|---|---|---|---|---|']
     fp = rows[0][1]['coco/bbox_mAP']
@@ -333,7 +334,8 @@ def main():
             # unless val_begin is past it): step 4 evaluates the same model
             **opts, 'train_cfg.max_epochs': e, 'train_cfg.val_interval': e + 1, 'train_cfg.val_begin': e + 1,
             'param_scheduler.1.end': e, 'param_scheduler.1.milestones': [e + 1],
-            'default_hooks.checkpoint.interval': e, 'train_dataloader.dataset.indices': args.qat_images}, train=True, checkpoint=fp_ckpt, desc=f'{label} QAT')
+            'default_hooks.checkpoint.interval': e, 'train_dataloader.dataset.indices': args.qat_images},
+            train=True, checkpoint=fp_ckpt, desc=f'{label} QAT')
         q_ckpts[k] = q_dir / f'epoch_{e}.pth'
         reports[k] = export(q_cfg, q_ckpts[k], opts, wd / f'exported_{k}')
         timings[f'{label}: calibration + QAT + export'] = time.time() - t
