@@ -8,7 +8,8 @@ weights per channel, FQN percentile calibration of the activation ranges on
 ``--num-batches`` training batches (post-training, no fine-tuning), then the
 integer export. Each row reports the COCO bbox mAP of the fake-quantized model
 (evaluated integer-exactly, the default, and with the float arithmetic of
-training), of the integer engine and of onnxruntime on the same validation
+training), of the integer engine and of onnxruntime (the default export, and
+``--onnx-requant exact``) on the same validation
 split, and, on ``--compare-batches`` validation batches, the share of
 head-output integers each path has identical to the integer-exact
 fake-quantized model's and the largest difference in quantization steps.
@@ -57,14 +58,14 @@ def fake_quant_integers(model, x) -> dict:
     return fq
 
 
-def head_integers(model, engine, onnx, loader, batches: int):
-    """Head-output integers of the engine, onnxruntime and float-arithmetic fake-quant against
-    integer-exact fake-quant: (identical share, max steps) each."""
+def head_integers(model, engine, onnx: dict, loader, batches: int):
+    """Head-output integers of the engine, onnxruntime (each ONNX export in ``onnx``) and float-arithmetic
+    fake-quant against integer-exact fake-quant: (identical share, max steps) each."""
     import torch
 
     from fqn_det.nn.integer_eval import float_arithmetic
     g = engine.graphs['features']
-    agree = {k: [0, 0, 0] for k in ('engine', 'onnxruntime', 'float')}  # identical, total, max difference
+    agree = {k: [0, 0, 0] for k in ('engine', *onnx, 'float')}  # identical, total, max difference
     with torch.no_grad():
         for i, data in enumerate(loader):
             if i == batches:
@@ -74,12 +75,13 @@ def head_integers(model, engine, onnx, loader, batches: int):
             with float_arithmetic():
                 ints = {'float': fake_quant_integers(model, x)}
             ints['engine'] = engine.run('features', {'image': x})['_int']
-            o = onnx.run('features', {'image': x})
-            ints['onnxruntime'] = {}
-            for k in fq:
-                t = g.tensors[next(n for n in g.nodes if n.outputs[0] == k).inputs[0]]
-                scale, zp = t.broadcast(o[k].dim())
-                ints['onnxruntime'][k] = torch.round(o[k].double() / scale + zp).long()
+            for name, session in onnx.items():
+                o = session.run('features', {'image': x})
+                ints[name] = {}
+                for k in fq:
+                    t = g.tensors[next(n for n in g.nodes if n.outputs[0] == k).inputs[0]]
+                    scale, zp = t.broadcast(o[k].dim())
+                    ints[name][k] = torch.round(o[k].double() / scale + zp).long()
             for path, got in ints.items():
                 for k, ref in fq.items():
                     d = (got[k] - ref).abs()
@@ -124,32 +126,40 @@ def main():
             model.eval()
             post_training_quantize(model, ranges='calibrated',
                                    run_batches=batch_runner(model, loader, args.num_batches, seed=0))
-            out = work / f'w{wb}a{ab}'
+            out, out_exact = work / f'w{wb}a{ab}', work / f'w{wb}a{ab}_exact'
             export_model(model, cfg.model.detector, out)
+            export_model(model, cfg.model.detector, out_exact, onnx_requant='exact')
             runner.model = model
             maps = {'fake-quant': runner.test().get('coco/bbox_mAP', 0.0)}
             with float_arithmetic():
                 maps['float'] = runner.test().get('coco/bbox_mAP', 0.0)
-            for backend, f in (('engine', 'model.fqnint'), ('onnxruntime', 'model.onnx')):
-                runner.model = IntegerDetector(str(out / f), backend, test_cfg=cfg.model.detector.get('test_cfg'),
+            for name, backend, f in (('engine', 'engine', out / 'model.fqnint'),
+                                     ('onnxruntime', 'onnxruntime', out / 'model.onnx'),
+                                     ('onnxruntime exact', 'onnxruntime', out_exact / 'model.onnx')):
+                runner.model = IntegerDetector(str(f), backend, test_cfg=cfg.model.detector.get('test_cfg'),
                                                config_detector=cfg.model.detector.type)
-                maps[backend] = runner.test().get('coco/bbox_mAP', 0.0)
-            (eng, _), (ort, _) = (load_backend(out, b) for b in ('engine', 'onnxruntime'))
-            same = head_integers(model, eng, ort, val_loader, args.compare_batches)
+                maps[name] = runner.test().get('coco/bbox_mAP', 0.0)
+            eng, ort, ort_exact = (load_backend(d, b)[0] for d, b in ((out, 'engine'), (out, 'onnxruntime'),
+                                                                       (out_exact, 'onnxruntime')))
+            same = head_integers(model, eng, {'onnxruntime': ort, 'onnxruntime exact': ort_exact}, val_loader,
+                                 args.compare_batches)
             rows.append((f'W{wb}A{ab}', maps, same, time.time() - t))
             print(f'W{wb}A{ab}: mAP fake-quant {maps["fake-quant"]:.4f} (float arithmetic {maps["float"]:.4f}) '
-                  f'engine {maps["engine"]:.4f} onnxruntime {maps["onnxruntime"]:.4f}; identical integers '
+                  f'engine {maps["engine"]:.4f} onnxruntime {maps["onnxruntime"]:.4f} (exact requantization '
+                  f'{maps["onnxruntime exact"]:.4f}); identical integers '
                   + ', '.join(f'{k} {100 * v[0]:.3f} % (max {v[1]})' for k, v in same.items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = ['| setting | fake-quant mAP | engine mAP | onnxruntime mAP | engine: identical head-output '
-             'integers (max steps) | onnxruntime: identical (max steps) | float-arithmetic fake-quant: mAP | '
-             'float: identical (max steps) | time |',
-             '|---|---|---|---|---|---|---|---|---|']
+    lines = ['| setting | fake-quant mAP | engine mAP | onnxruntime mAP | onnxruntime, exact requantization: mAP | '
+             'engine: identical head-output integers (max steps) | onnxruntime: identical (max steps) | '
+             'onnxruntime exact: identical (max steps) | float-arithmetic fake-quant: mAP | float: identical '
+             '(max steps) | time |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for name, m, s, secs in rows:
         cell = {k: f'{100 * v[0]:.3f} % ({v[1]})' for k, v in s.items()}
         lines.append(f"| {name} | {m['fake-quant']:.4f} | {m['engine']:.4f} | {m['onnxruntime']:.4f} | "
-                     f"{cell['engine']} | {cell['onnxruntime']} | {m['float']:.4f} | {cell['float']} | {secs:.0f}s |")
+                     f"{m['onnxruntime exact']:.4f} | {cell['engine']} | {cell['onnxruntime']} | "
+                     f"{cell['onnxruntime exact']} | {m['float']:.4f} | {cell['float']} | {secs:.0f}s |")
     table = '\n'.join(lines)
     print('\n' + table)
     if args.out:

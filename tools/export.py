@@ -20,6 +20,10 @@ def parse_args():
     p.add_argument('--onnx-opset', type=int, choices=(17, 21), default=21,
                    help='21 (default): 4-bit weights stored in 4 bits (INT4/UINT4 initializers); '
                    '17: 8-bit weight containers, for ONNX runtimes without INT4')
+    p.add_argument('--onnx-requant', choices=('fast', 'exact'), default='fast',
+                   help="fast (default): onnxruntime's QLinearConv / QLinearAdd kernels, the integer engine's "
+                   'integers up to 6-bit activations; exact: the engine\'s fixed-point requantization in integer '
+                   'ONNX ops, its integers at every bit width, on slower kernels')
     from fqn_det.utils.cli import add_common_args
     add_common_args(p)
     return p.parse_args()
@@ -47,7 +51,7 @@ def main():
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu')
     report = export_model(model, cfg.model.detector, args.out, onnx=not args.no_onnx,
-                          onnx_opset=args.onnx_opset)
+                          onnx_opset=args.onnx_opset, onnx_requant=args.onnx_requant)
     print(Path(args.out, 'report.md').read_text())
     print(f"exported {report['layers']} layers to {args.out}")
 

@@ -43,7 +43,7 @@ def fp32_checkpoint_bytes(model) -> int:
 
 
 def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True,
-                 onnx_opset: int = OPSET) -> Dict[str, Any]:
+                 onnx_opset: int = OPSET, onnx_requant: str = 'fast') -> Dict[str, Any]:
     """Export ``model`` (a calibrated QuantizedDetector) to ``out_dir``.
 
     Args:
@@ -54,6 +54,9 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         onnx (bool): Also write the ONNX model(s).
         onnx_opset (int): 21 (default): 4-bit weights stored as INT4 / UINT4; 17: 8-bit containers,
             for runtimes without INT4.
+        onnx_requant (str): ``'fast'`` (default): onnxruntime's QLinearConv / QLinearAdd kernels;
+            ``'exact'``: the integer engine's fixed-point arithmetic in integer ONNX ops (the
+            engine's integers at every bit width; slower).
 
     Returns:
         dict: The report (also written as ``report.json`` and ``report.md``).
@@ -74,15 +77,18 @@ def export_model(model, detector_cfg: Dict[str, Any], out_dir, onnx: bool = True
         files = {INT_FILE: int_bytes}
         if onnx:
             import onnx as onnx_lib
-            onnx_lib.save(to_onnx(graphs['features'], 'fqn_det_features', onnx_opset), str(tmp / ONNX_FILE))
+            onnx_lib.save(to_onnx(graphs['features'], 'fqn_det_features', onnx_opset, onnx_requant),
+                          str(tmp / ONNX_FILE))
             files[ONNX_FILE] = (tmp / ONNX_FILE).stat().st_size
             if 'roi' in graphs:
-                onnx_lib.save(to_onnx(graphs['roi'], 'fqn_det_roi_head', onnx_opset), str(tmp / ROI_ONNX_FILE))
+                onnx_lib.save(to_onnx(graphs['roi'], 'fqn_det_roi_head', onnx_opset, onnx_requant),
+                              str(tmp / ROI_ONNX_FILE))
                 files[ROI_ONNX_FILE] = (tmp / ROI_ONNX_FILE).stat().st_size
         report = make_report(graphs, files, fp32_checkpoint_bytes(model), meta)
         report.update(engine_report(graphs))
         if onnx:
             report['onnx_opset'] = onnx_opset
+            report['onnx_requant'] = onnx_requant
         (tmp / 'report.json').write_text(json.dumps(report, indent=1))
         (tmp / 'report.md').write_text(report_markdown(report))
         install_export(tmp, out_dir)
@@ -130,6 +136,10 @@ def report_markdown(r: dict) -> str:
     if 'onnx_opset' in r:
         lines += [f"- ONNX opset {r['onnx_opset']}" + (' (4-bit weights stored as INT4 / UINT4)'
                                                       if r['onnx_opset'] >= 21 else ' (8-bit weight containers)')]
+    if 'onnx_requant' in r:
+        lines += ['- ONNX requantization: ' + ('the integer engine\'s fixed point in integer ops (its integers at '
+                                                'every bit width)' if r['onnx_requant'] == 'exact' else
+                                                "onnxruntime's QLinearConv / QLinearAdd kernels")]
     lines += [f'- note: {n}' for n in r['notes']]
     lines += ['', '| stage | layer | op | weight bits | output bits |', '|---|---|---|---|---|']
     lines += [f"| {x['stage']} | {x['name']} | {x['op']} | {x['w_bits']} | {x['a_bits']} |" for x in r['per_layer']]

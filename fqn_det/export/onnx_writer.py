@@ -11,6 +11,16 @@ at opset 21 (the default) 4-bit weights are INT4 / UINT4 initializers, two per
 byte, cast to int8 when onnxruntime loads the model. A head output with
 per-channel ranges is one QLinearConv plus a per-channel clip, whatever the
 number of channels (:meth:`_Writer.per_channel_output`).
+
+Requantization (``requant``): ``'fast'`` (the default) uses onnxruntime's
+``QLinearConv`` / ``QLinearAdd`` kernels, which rescale with a float32
+multiplier (convs) and XNNPack's fixed point (adds); they give the integer
+engine's integers up to 6-bit activations, and at 7-8 bits differ on about one
+output in 10^5 per layer. ``'exact'`` writes the engine's own fixed-point
+arithmetic (``ConvInteger``, then int64 ``Mul`` by ``M0`` and a rounding
+right shift as ``Div``; the add likewise): the engine's integers at every bit
+width, with no float operation between the input quantization and the head
+outputs, on slower kernels.
 """
 from __future__ import annotations
 
@@ -27,6 +37,8 @@ from .weights import centered_int8
 #: 21: 4-bit weights as INT4 / UINT4 initializers; 17: every weight in an 8-bit container
 OPSETS = (17, 21)
 OPSET = 21
+#: 'fast': onnxruntime's QLinearConv / QLinearAdd; 'exact': the engine's fixed point in integer ops
+REQUANT_MODES = ('fast', 'exact')
 MS_DOMAIN = 'com.microsoft'
 
 
@@ -35,10 +47,12 @@ class OnnxExportError(RuntimeError):
 
 
 class _Writer:
-    def __init__(self, g: IntGraph, name: str, opset: int) -> None:
+    def __init__(self, g: IntGraph, name: str, opset: int, requant: str = 'fast') -> None:
         if opset not in OPSETS:
             raise OnnxExportError(f'ONNX opset must be one of {OPSETS}, got {opset}')
-        self.g, self.name, self.opset = g, name, opset
+        if requant not in REQUANT_MODES:
+            raise OnnxExportError(f'ONNX requantization must be one of {REQUANT_MODES}, got {requant!r}')
+        self.g, self.name, self.opset, self.exact = g, name, opset, requant == 'exact'
         #: per-channel head outputs written on a grid shifted to one zero-point (tensor -> that zero-point)
         self.shifted_zp: Dict[str, int] = {}
         self.nodes: List[onnx.NodeProto] = []
@@ -61,7 +75,7 @@ class _Writer:
 
     def node(self, op, inputs, outputs=None, domain=None, **attrs) -> str:
         self._n += 1
-        outputs = outputs or [f'{op.lower()}_{self._n}']
+        outputs = outputs or [f'onnx_{op.lower()}_{self._n}']  # never an integer graph tensor's name
         self.nodes.append(helper.make_node(op, inputs, outputs, name=f'{op}_{self._n}', domain=domain, **attrs))
         return outputs[0]
 
@@ -113,7 +127,8 @@ class _Writer:
             self._consts[key] = out
         return self._consts[key], zero
 
-    def weighted(self, n, linear: bool) -> None:
+    def conv_inputs(self, n, linear: bool):
+        """``(x, tx, y, ty, w, attrs)`` of a conv / linear node; a linear runs as a 1x1 conv on (N, C, 1, 1)."""
         x, y = n.inputs[0], n.outputs[0]
         tx, ty = self.g.tensors[x], self.g.tensors[y]
         w = n.params['weight']
@@ -122,6 +137,10 @@ class _Writer:
             x = self.node('Unsqueeze', [x, self.const(np.array([2, 3], np.int64), np.int64, 'axes')])
         attrs = {} if linear else dict(strides=n.attrs['stride'], dilations=n.attrs['dilation'],
                                        group=n.attrs['groups'], pads=n.attrs['padding'] * 2)
+        return x, tx, y, ty, w, attrs
+
+    def weighted(self, n, linear: bool) -> None:
+        x, tx, y, ty, w, attrs = self.conv_inputs(n, linear)
         wq, wz = self.weight(n, w)
         xs, xz = self.qparams(tx)
         b = self.const(n.params['bias'].astype(np.int32), np.int32, 'b')
@@ -182,6 +201,82 @@ class _Writer:
                               self.const(np.float32(ty.qmax), np.float32, 'hi')])
         return self.node('Cast', [v], to=TensorProto.UINT8)
 
+    # -- exact fixed-point requantization (requant='exact') -------------------
+    def i64(self, value, shape=None) -> str:
+        a = np.asarray(value, np.int64)
+        return self.const(a if shape is None else a.reshape(shape), np.int64, 'i')
+
+    def rounding_rshift(self, p: str, k, shape) -> str:
+        """``round(p / 2^k)``, ties away from zero, for int64 ``p`` (the engine's ``rounding_rshift``)."""
+        k = np.minimum(np.asarray(k, np.int64), 62)
+        half = np.where(k > 0, np.left_shift(np.int64(1), np.maximum(k - 1, 0)), 0)
+        mag = self.node('Div', [self.node('Add', [self.node('Abs', [p]), self.i64(half, shape)]),
+                                self.i64(np.left_shift(np.int64(1), k), shape)])
+        return self.node('Mul', [mag, self.node('Sign', [p])])
+
+    def to_uint8(self, v: str, zero_point, lo, hi: int, out: str, shape) -> str:
+        """``clamp(z + v, lo, hi)`` of int64 ``v`` as uint8 (``z`` and ``lo`` per channel or scalar)."""
+        v = self.node('Add', [v, self.i64(zero_point, shape)])
+        v = self.node('Min', [self.node('Max', [v, self.i64(lo, shape)]), self.i64(hi)])
+        return self.node('Cast', [v], [out], to=TensorProto.UINT8)
+
+    def weighted_exact(self, n, linear: bool) -> None:
+        """``ConvInteger`` + int32 bias, then ``z + round(acc * M0 / 2^(31 + shift))`` in int64."""
+        x, tx, y, ty, w, attrs = self.conv_inputs(n, linear)
+        cout = n.params['bias'].shape[0]
+        shape = (1, cout, 1, 1)
+        xz = self.qparams(tx)[1]
+        if centered_int8(w, n.params['w_zero_point']) is not None:
+            wq, wz = self.weight(n, w)
+            acc = self.node('ConvInteger', [x, wq, xz, wz], **attrs)
+        else:  # 8-bit asymmetric weights: centred values in [-255, 255], as int8 parts (an exact int32 sum)
+            rest = w.astype(np.int64) - np.asarray(n.params['w_zero_point'], np.int64).reshape(-1, 1, 1, 1)
+            zero = self.const(np.int8(0), np.int8, 'wz')
+            acc = None
+            while rest.any():  # at most three parts (255 = 127 + 127 + 1)
+                part = np.clip(rest, -128, 127)
+                rest = rest - part
+                y_part = self.node('ConvInteger', [x, self.const(part.astype(np.int8), np.int8, 'w'), xz, zero],
+                                   **attrs)
+                acc = y_part if acc is None else self.node('Add', [acc, y_part])
+            if acc is None:  # all-zero weights
+                acc = self.node('ConvInteger', [x, self.const(np.zeros(w.shape, np.int8), np.int8, 'w'), xz, zero],
+                                **attrs)
+        acc = self.node('Add', [acc, self.const(n.params['bias'].astype(np.int32).reshape(shape), np.int32, 'b')])
+        m0 = np.broadcast_to(np.asarray(n.params['m0'], np.int64), (cout,))
+        shift = np.broadcast_to(np.asarray(n.params['shift'], np.int64), (cout,))
+        prod = self.node('Mul', [self.node('Cast', [acc], to=TensorProto.INT64), self.i64(m0, shape)])
+        v = self.rounding_rshift(prod, 31 + shift, shape)
+        zc = np.broadcast_to(np.asarray(ty.zero_point, np.int64), (cout,))
+        lo = np.broadcast_to(np.asarray(n.attrs['lo'], np.int64), (cout,))
+        if not linear:
+            self.to_uint8(v, zc, lo, ty.qmax, y, shape)
+            return
+        q = self.to_uint8(v, zc, lo, ty.qmax, f'{y}_4d', shape)
+        self.node('Flatten', [q], [y], axis=1)
+
+    def centred_i64(self, x: str, t: TensorQ) -> str:
+        return self.node('Sub', [self.node('Cast', [x], to=TensorProto.INT64), self.i64(t.zero_point)])
+
+    def add_exact(self, n) -> None:
+        """The engine's integer add: each input ``<< ADD_SHIFT``, rescaled, summed, shifted back."""
+        a, b = n.inputs
+        ta, tb, ty = (self.g.tensors[k] for k in (a, b, n.outputs[0]))
+        sh, p = n.attrs['add_shift'], n.params
+        parts = []
+        for x, t, m0, s in ((a, ta, p['m0_a'], p['shift_a']), (b, tb, p['m0_b'], p['shift_b'])):
+            scaled = self.node('Mul', [self.centred_i64(x, t), self.i64(np.asarray(m0, np.int64) << sh)])
+            parts.append(self.rounding_rshift(scaled, 31 + np.asarray(s, np.int64), None))
+        v = self.rounding_rshift(self.node('Add', parts), sh, None)
+        self.to_uint8(v, ty.zero_point, n.attrs['lo'], ty.qmax, n.outputs[0], None)
+
+    def rescale_exact(self, n) -> None:
+        """``clamp(z_y + round((q - z_x) * M))``: levels moved to another grid."""
+        tx, ty = self.g.tensors[n.inputs[0]], self.g.tensors[n.outputs[0]]
+        scaled = self.node('Mul', [self.centred_i64(n.inputs[0], tx), self.i64(n.params['m0'])])
+        v = self.rounding_rshift(scaled, 31 + np.asarray(n.params['shift'], np.int64), None)
+        self.to_uint8(v, ty.zero_point, ty.qmin, ty.qmax, n.outputs[0], None)
+
     def qadd(self, a: str, ta: TensorQ, b: str, tb: TensorQ, ty: TensorQ, out: str, lo: int) -> None:
         s = self.node('QLinearAdd', [a, *self.qparams(ta), b, *self.qparams(tb), *self.qparams(ty)],
                       domain=MS_DOMAIN)
@@ -203,12 +298,14 @@ class _Writer:
                 ty = g.tensors[y]
                 q = self.node('QuantizeLinear', [x, *self.qparams(ty)])
                 self.clip(q, ty.qmin, ty.qmax, y)
-            elif n.op == 'conv':
-                self.weighted(n, False)
-            elif n.op == 'linear':
-                self.weighted(n, True)
+            elif n.op in ('conv', 'linear'):
+                (self.weighted_exact if self.exact else self.weighted)(n, n.op == 'linear')
+            elif n.op == 'add' and self.exact:
+                self.add_exact(n)
             elif n.op == 'add':
                 self.qadd(x, g.tensors[x], n.inputs[1], g.tensors[n.inputs[1]], g.tensors[y], y, n.attrs['lo'])
+            elif n.op == 'requant' and self.exact:
+                self.rescale_exact(n)
             elif n.op == 'requant':
                 zero = TensorQ(1.0, 0, 0, 255)
                 self.qadd(x, g.tensors[x], self.const(np.uint8(0), np.uint8, 'zero'), zero, g.tensors[y],
@@ -269,7 +366,7 @@ def uses_int4(model: onnx.ModelProto) -> bool:
     return any(t.data_type in (TensorProto.INT4, TensorProto.UINT4) for t in model.graph.initializer)
 
 
-def to_onnx(g: IntGraph, name: str = 'fqn_det', opset: int = OPSET) -> onnx.ModelProto:
+def to_onnx(g: IntGraph, name: str = 'fqn_det', opset: int = OPSET, requant: str = 'fast') -> onnx.ModelProto:
     """The ONNX model of an integer graph (checked with ``onnx.checker``).
 
     Args:
@@ -277,8 +374,10 @@ def to_onnx(g: IntGraph, name: str = 'fqn_det', opset: int = OPSET) -> onnx.Mode
         name (str): The ONNX graph name.
         opset (int): 21 (default): weights of up to 4 bits stored in 4 bits (INT4 / UINT4);
             17: every weight in an 8-bit container, for runtimes without INT4.
+        requant (str): ``'fast'`` (default): onnxruntime's QLinearConv / QLinearAdd;
+            ``'exact'``: the integer engine's fixed-point arithmetic in integer ops.
     """
-    model = _Writer(g, name, opset).write()
+    model = _Writer(g, name, opset, requant).write()
     onnx.checker.check_model(model)
     return model
 

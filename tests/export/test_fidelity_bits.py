@@ -84,6 +84,14 @@ def test_fake_quant_engine_and_onnx_agree(demo_width, w_bits, a_bits):
         ort[k] = torch.from_numpy(np.round(o[k].astype(np.float64) / scale + zp).astype(np.int64))
     same, worst = _agreement(eng, ort)
     assert same >= 0.999 and worst <= 1, (same, worst)
+    # requant='exact': the engine's fixed point in integer ONNX ops, its integers exactly
+    o = run_onnx(ort_session(to_onnx(g, requant='exact')), {'image': x.numpy()})
+    exact = {}
+    for k in fq:
+        t = g.tensors[next(n for n in g.nodes if n.outputs[0] == k).inputs[0]]
+        scale, zp = (v.numpy() for v in t.broadcast(o[k].ndim))
+        exact[k] = torch.from_numpy(np.round(o[k].astype(np.float64) / scale + zp).astype(np.int64))
+    assert all(torch.equal(exact[k], eng[k]) for k in fq), _agreement(eng, exact)
 
 
 def test_bias_levels_are_the_exported_ones(demo_width):

@@ -92,3 +92,32 @@ def test_a_layer_reading_a_per_channel_output_is_refused():
     g.tensors['z_q'] = g.tensors['y_q']
     with pytest.raises(OnnxExportError, match='bad'):
         to_onnx(g)
+
+
+@pytest.mark.parametrize('case', list(CASES) + ['w8-asym-extremes'])
+@pytest.mark.parametrize('opset', [17, 21])
+def test_exact_requantization_gives_the_engine_integers(case, opset):
+    """requant='exact': the engine's fixed point in integer ops; no float op before the head outputs."""
+    if case == 'w8-asym-extremes':  # centred weights of +-255: three int8 parts
+        g = conv_graph(w_bits=8, out_bits=8, w_range=(0, 255))
+        n = g.nodes[1]
+        w, z = n.params['weight'], n.params['w_zero_point']
+        z[0], z[1] = 0, 255
+        w[0, :, 0, 0], w[1, :, 0, 0] = 255, 0
+        centred = np.abs(w.astype(np.int64) - z.reshape(-1, 1, 1, 1)).reshape(len(z), -1).sum(1)
+        n.attrs['acc_bound'] = int((centred * 8 + np.abs(n.params['bias'])).max())
+    else:
+        g = conv_graph(**CASES[case])
+    fe, fo = feeds(g)
+    ref = IntegerEngine(g).run(fe)['_int']['out']
+    model = to_onnx(g, opset=opset, requant='exact')
+    out = run_onnx(ort_session(model), fo)['out']
+    scale, zp = (v.numpy() for v in g.tensors['y_q'].broadcast(out.ndim))
+    assert torch.equal(torch.from_numpy(np.round(out / scale + zp).astype(np.int64)), ref)
+    ops = {n.op_type for n in model.graph.node}
+    assert 'ConvInteger' in ops and not ops & {'QLinearConv', 'QLinearAdd', 'Round'}
+
+
+def test_unknown_requantization_is_refused():
+    with pytest.raises(OnnxExportError, match=r"requantization must be one of \('fast', 'exact'\), got 'float'"):
+        to_onnx(conv_graph(), requant='float')

@@ -31,7 +31,7 @@ def data(tmp_path_factory):
 
 def check_exported(cfg, fq_map: float, tmp_path, test_opts) -> None:
     """The integer engine gives the fake-quantized model's mAP exactly (the same head-output integers,
-    evaluation being integer-exact); onnxruntime within 0.01 (its float32 requantization)."""
+    evaluation being integer-exact); onnxruntime within 0.01 (its own requantization kernels)."""
     engine = coco_map(tool('test.py', cfg, tmp_path / 'exp' / 'model.fqnint', '--work-dir', tmp_path / 't',
                            *test_opts))
     assert engine == fq_map, (engine, fq_map)
@@ -39,31 +39,38 @@ def check_exported(cfg, fq_map: float, tmp_path, test_opts) -> None:
     assert abs(ort - fq_map) <= 0.01, (ort, fq_map)
 
 
-def test_train_resume_test_export_ptq(data, tmp_path):
-    d = data_opts(data)
-    tool('train.py', FP, '--work-dir', tmp_path / 'fp', '--cfg-options', *d, *narrow('model.'),
+def train_resume_test_export_ptq(fp_cfg, q_cfg, narrow_opts, d, tmp_path) -> dict:
+    """FP32 training -> FQN QAT (calibration) -> resume -> test -> export -> engine / onnxruntime -> DFQ PTQ
+    (data-free) -> its export, through the tools; returns the PTQ report."""
+    tool('train.py', fp_cfg, '--work-dir', tmp_path / 'fp', '--cfg-options', *d, *narrow_opts('model.'),
          'train_cfg.max_epochs=1', 'train_cfg.val_interval=5', 'default_hooks.checkpoint.interval=1')
     fp_ckpt = tmp_path / 'fp' / 'epoch_1.pth'
-    q_opts = [*d, *narrow('model.detector.'), f'load_from={fp_ckpt}', 'model.quant_cfg.calib.num_batches=2',
+    q_opts = [*d, *narrow_opts('model.detector.'), f'load_from={fp_ckpt}', 'model.quant_cfg.calib.num_batches=2',
               'train_cfg.val_interval=5']
-    out = tool('train.py', Q, '--work-dir', tmp_path / 'q', '--cfg-options', *q_opts)
+    out = tool('train.py', q_cfg, '--work-dir', tmp_path / 'q', '--cfg-options', *q_opts)
     assert 'FQN calibration:' in out
     e1, e2 = tmp_path / 'q' / 'epoch_1.pth', tmp_path / 'q' / 'epoch_2.pth'
-    out = tool('train.py', Q, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
+    out = tool('train.py', q_cfg, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
     assert 'resumed epoch: 1' in out and 'already calibrated' in out
-    test_opts = ['--cfg-options', *d, *narrow('model.detector.')]
-    fq = coco_map(tool('test.py', Q, e2, '--work-dir', tmp_path / 't', *test_opts))
-    tool('export.py', Q, e2, '--out', tmp_path / 'exp', *test_opts)
-    check_exported(Q, fq, tmp_path, test_opts)
+    test_opts = ['--cfg-options', *d, *narrow_opts('model.detector.')]
+    fq = coco_map(tool('test.py', q_cfg, e2, '--work-dir', tmp_path / 't', *test_opts))
+    tool('export.py', q_cfg, e2, '--out', tmp_path / 'exp', *test_opts)
+    rep = json.loads((tmp_path / 'exp' / 'report.json').read_text())
+    assert rep['non_integer_ops'] == [], rep['non_integer_ops']  # integer from the input to the head outputs
+    check_exported(q_cfg, fq, tmp_path, test_opts)
     # post-training quantization with DFQ from the FP32 checkpoint; the report lists what was not equalized
-    tool('ptq.py', Q, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction', 'analytic',
-         '--ranges', 'data-free', *test_opts)
-    rep = json.loads((tmp_path / 'ptq' / 'ptq_report.json').read_text())
+    tool('ptq.py', q_cfg, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction',
+         'analytic', '--ranges', 'data-free', *test_opts)
+    tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')
+    return json.loads((tmp_path / 'ptq' / 'ptq_report.json').read_text())
+
+
+def test_train_resume_test_export_ptq(data, tmp_path):
+    rep = train_resume_test_export_ptq(FP, Q, narrow, data_opts(data), tmp_path)
     assert 'backbone.layer2.0.expand_conv->depthwise_conv' in rep['pairs']
     assert 'backbone.layer2.0.depthwise_conv' in rep['relu6_replaced']
     assert any(s.startswith('backbone.layer2.1.linear_conv -> ') and 'add backbone.layer2.1.add' in s
                for s in rep['skipped'])
-    tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')
 
 
 def ssd_narrow(p):
@@ -74,26 +81,6 @@ def ssd_narrow(p):
 def test_ssdlite_train_resume_test_export_ptq(data, tmp_path):
     """mmdet's SSDLite (depthwise SSD neck and head, ReLU6) end to end through the tools."""
     d = [o.replace(f'scale=({IMG},{IMG})', f'scale=({SSD_IMG},{SSD_IMG})') for o in data_opts(data)]
-    tool('train.py', SSD_FP, '--work-dir', tmp_path / 'fp', '--cfg-options', *d, *ssd_narrow('model.'),
-         'train_cfg.max_epochs=1', 'train_cfg.val_interval=5', 'default_hooks.checkpoint.interval=1')
-    fp_ckpt = tmp_path / 'fp' / 'epoch_1.pth'
-    q_opts = [*d, *ssd_narrow('model.detector.'), f'load_from={fp_ckpt}', 'model.quant_cfg.calib.num_batches=2',
-              'train_cfg.val_interval=5']
-    out = tool('train.py', SSD_Q, '--work-dir', tmp_path / 'q', '--cfg-options', *q_opts)
-    assert 'FQN calibration:' in out
-    e1, e2 = tmp_path / 'q' / 'epoch_1.pth', tmp_path / 'q' / 'epoch_2.pth'
-    out = tool('train.py', SSD_Q, '--work-dir', tmp_path / 'q', '--resume', e1, '--cfg-options', *q_opts)
-    assert 'resumed epoch: 1' in out and 'already calibrated' in out
-    test_opts = ['--cfg-options', *d, *ssd_narrow('model.detector.')]
-    fq = coco_map(tool('test.py', SSD_Q, e2, '--work-dir', tmp_path / 't', *test_opts))
-    tool('export.py', SSD_Q, e2, '--out', tmp_path / 'exp', *test_opts)
-    rep = json.loads((tmp_path / 'exp' / 'report.json').read_text())
-    assert rep['non_integer_ops'] == [], rep['non_integer_ops']  # integer from the input to the head outputs
-    check_exported(SSD_Q, fq, tmp_path, test_opts)
-    # DFQ post-training quantization of the SSDLite, data-free, then its export
-    tool('ptq.py', SSD_Q, fp_ckpt, '--out', tmp_path / 'ptq', '--per-tensor', '--dfq', '--bias-correction', 'analytic',
-         '--ranges', 'data-free', *test_opts)
-    rep = json.loads((tmp_path / 'ptq' / 'ptq_report.json').read_text())
+    rep = train_resume_test_export_ptq(SSD_FP, SSD_Q, ssd_narrow, d, tmp_path)
     assert any(p.startswith('backbone.') and '->' in p for p in rep['pairs']), rep['pairs']
     assert rep['relu6_replaced']
-    tool('export.py', tmp_path / 'ptq' / 'config.py', tmp_path / 'ptq' / 'ptq.pth', '--out', tmp_path / 'exp2')
