@@ -7,7 +7,9 @@ fqn_det`` with mmdet present call it, nothing else does):
   checkpoints and mmengine's loader for local paths
   (:mod:`~fqn_det.compat.checkpoint_loader`);
 - ``atomic-local-backend``: mmengine's ``'local'`` file backend writes atomically
-  (:mod:`~fqn_det.compat.file_backend`).
+  (:mod:`~fqn_det.compat.file_backend`);
+- ``ssd-head-loss-cls``: mmdet's ``SSDHead`` gets the ``loss_cls`` its prediction reads
+  (:mod:`~fqn_det.compat.ssd_head`).
 
 Patches applied where they are needed:
 
@@ -37,15 +39,18 @@ from .file_backend import install_atomic_local_backend
 from .guard import CompatError, CompatWarning
 from .runner_dataloader import patch_runner_dataloader
 from .sampler_buckets import release_partial_epoch
+from .ssd_head import install_ssd_head_loss_cls
 
 
 def install() -> Dict[str, bool]:
     """Apply the process-wide patches (idempotent); returns ``{patch name: applied}``."""
-    from . import checkpoint_loader, file_backend
+    from . import checkpoint_loader, file_backend, ssd_head
     return {checkpoint_loader.NAME: install_checkpoint_loader(),
-            file_backend.NAME: install_atomic_local_backend()}
+            file_backend.NAME: install_atomic_local_backend(),
+            ssd_head.NAME: install_ssd_head_loss_cls()}
 
 
-__all__ = ['install', 'install_checkpoint_loader', 'install_atomic_local_backend', 'patch_runner_dataloader',
+__all__ = ['install', 'install_checkpoint_loader', 'install_atomic_local_backend', 'install_ssd_head_loss_cls',
+           'patch_runner_dataloader',
            'release_dataloader_workers', 'releasing_workers', 'release_partial_epoch', 'CompatError',
            'CompatWarning']

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from .guard import check
 
+NAME = 'runner-resume-state'
 REQUIRES = {'mmengine': ('0.10.0', '0.11.0')}
 
 
 def resumed_nothing(runner) -> bool:
     """True if ``runner`` was asked to resume and loaded no checkpoint."""
-    if not check('runner-resume-state', REQUIRES, 'a resume that finds no checkpoint is not detected'):
+    if not check(NAME, REQUIRES, 'a resume that finds no checkpoint is not detected'):
         return False
     return bool(getattr(runner, '_resume', False)) and not bool(getattr(runner, '_has_loaded', True))

@@ -6,9 +6,10 @@ import pytest
 
 from fqn_det import compat
 from fqn_det.compat import (checkpoint_loader, dataloader_workers, file_backend, guard, runner_dataloader,
-                            sampler_buckets)
+                            runner_resume, sampler_buckets, ssd_head)
 
-PATCHES = (checkpoint_loader, file_backend, runner_dataloader, dataloader_workers, sampler_buckets)
+PATCHES = (checkpoint_loader, file_backend, runner_dataloader, dataloader_workers, sampler_buckets, ssd_head,
+           runner_resume)
 
 
 @pytest.fixture
@@ -48,7 +49,8 @@ def test_install_applies_on_the_pinned_versions(fresh):
     from fqn_det.utils.checkpoint import load_from_local
     with warnings.catch_warnings():
         warnings.simplefilter('error', guard.CompatWarning)
-        assert compat.install() == {'checkpoint-loader': True, 'atomic-local-backend': True}
+        assert compat.install() == {'checkpoint-loader': True, 'atomic-local-backend': True,
+                                    'ssd-head-loss-cls': True}
     assert isinstance(get_file_backend('/tmp/x.pth'), AtomicLocalBackend)
     assert CheckpointLoader._schemes[''] is load_from_local
     runner = SimpleNamespace()
