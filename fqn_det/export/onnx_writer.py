@@ -225,7 +225,7 @@ class _Writer:
         x, tx, y, ty, w, attrs = self.conv_inputs(n, linear)
         cout = n.params['bias'].shape[0]
         shape = (1, cout, 1, 1)
-        xz = self.qparams(tx)[1]
+        xz = self.const(np.asarray(tx.zero_point, np.uint8), np.uint8, 'zp')  # no scale: nothing float here
         if centered_int8(w, n.params['w_zero_point']) is not None:
             wq, wz = self.weight(n, w)
             acc = self.node('ConvInteger', [x, wq, xz, wz], **attrs)
