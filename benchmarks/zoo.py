@@ -83,7 +83,9 @@ def narrow(model) -> dict:
         for head in ('bbox_head', 'rpn_head'):
             if m.get(head) is not None:
                 m[head].in_channels = feat
-                if 'feat_channels' in m[head]:
+                if m[head].type == 'FCOSHead':  # GroupNorm (32 groups): 2 channels per group, so a 1x1 level
+                    m[head].feat_channels = 2 * HEAD_WIDTH  # still has 2 values per group in training
+                elif 'feat_channels' in m[head]:
                     m[head].feat_channels = HEAD_WIDTH
         if roi is not None:
             roi.bbox_roi_extractor.out_channels = feat

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterable, Mapping, Type
 
 from mmdet.models.backbones import MobileNetV2, ResNet, ResNeXt
-from mmdet.models.dense_heads import RetinaHead, RPNHead, SSDHead
+from mmdet.models.dense_heads import FCOSHead, RetinaHead, RPNHead, SSDHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.necks import FPN, SSDNeck
 from mmdet.models.roi_heads import StandardRoIHead
@@ -25,8 +25,9 @@ from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.models.roi_heads.shared_heads import ResLayer
 from torch import nn
 
-from .nn import QBuilder, QConv2d, QLinear, UnsupportedModuleError, clone_as
+from .nn import QBuilder, QConv2d, QGroupNorm, QLinear, UnsupportedModuleError, clone_as
 from .nn.link import link_input_quantizers
+from .nn.qfcos import QFCOSHead
 from .nn.qfpn import QFPN
 from .nn.qheads import QRetinaHead, QRPNHead
 from .nn.qmobilenet import QMobileNetV2
@@ -75,6 +76,7 @@ QUANT_MAPPING: Dict[Type[nn.Module], Converter] = {
     FPN: QFPN.from_float,
     RetinaHead: QRetinaHead.from_float,
     RPNHead: QRPNHead.from_float,
+    FCOSHead: QFCOSHead.from_float,
     StandardRoIHead: _container(['bbox_roi_extractor', 'shared_head', 'bbox_head']),
     SingleRoIExtractor: QSingleRoIExtractor.from_float,
     ResLayer: QResLayerHead.from_float,
@@ -100,15 +102,20 @@ def quantize_module(module: nn.Module, qb: QBuilder, name: str) -> nn.Module:
 
 
 def check_fully_quantized(model: nn.Module) -> None:
-    """Raise if any layer with parameters sits outside a quantized layer."""
+    """Raise if any layer with parameters sits outside a quantized layer.
+
+    A block's ``OUTPUT_FACTORS`` children (FCOS's ``scales``) are exempt: they only
+    multiply dequantized head outputs (``b.output(..., factor=...)``).
+    """
 
     def visit(m: nn.Module, path: str) -> None:
-        if isinstance(m, (QConv2d, QLinear)):
+        if isinstance(m, (QConv2d, QLinear, QGroupNorm)):
             return
         if m._parameters and any(p is not None for p in m._parameters.values()):
             raise UnsupportedModuleError(path, m, 'layer with parameters left unquantized')
+        exempt = getattr(m, 'OUTPUT_FACTORS', ())
         for n, c in m._modules.items():
-            if c is not None and n not in _PASS_THROUGH:
+            if c is not None and n not in _PASS_THROUGH and n not in exempt:
                 visit(c, f'{path}.{n}' if path else n)
 
     visit(model, '')

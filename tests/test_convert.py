@@ -141,9 +141,9 @@ def test_unsupported_layers_name_path_and_type():
     gn.bbox_head.norm_cfg = dict(type='GN', num_groups=32, requires_grad=True)
     with pytest.raises(UnsupportedModuleError, match=r"bbox_head\.cls_convs\.0.*GroupNorm"):
         quantize_detector(MODELS.build(gn))
-    fcos = mmdet_model_cfg('fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py')
-    with pytest.raises(UnsupportedModuleError, match=r"'bbox_head'.*FCOSHead"):
-        quantize_detector(MODELS.build(fcos))
+    atss = mmdet_model_cfg('atss/atss_r50_fpn_1x_coco.py')
+    with pytest.raises(UnsupportedModuleError, match=r"'bbox_head'.*ATSSHead"):
+        quantize_detector(MODELS.build(atss))
 
 
 def test_check_fully_quantized_catches_stray_layer(r50_retina_cfg):

@@ -74,6 +74,10 @@ class PairFinder:
         self._use(x, f'average pool {self._name(m)}')
         return _Producer(None)
 
+    def group_norm(self, m, x, site=0):
+        self._use(x, f'group norm {self._name(m)}')
+        return _Producer(None)  # normalized per sample: no channel scaling passes through it
+
     def upsample(self, m, x, like, site=0):
         self._use(x, f'upsample {self._name(m)}')
         self._use(like, f'the size of upsample {self._name(m)}')
@@ -87,7 +91,7 @@ class PairFinder:
         self._use(x, f'flatten {name}')
         return _Producer(None)
 
-    def output(self, x, name, group=None):
+    def output(self, x, name, group=None, factor=None):
         self._use(x, f'head output {name}')
         return x
 

@@ -3,7 +3,8 @@
 Walks the quantized detector (the same walk the exporter uses) propagating a
 per-channel Gaussian ``(mean, var)``: layers with (folded) BN start from their
 BN statistics, other layers propagate ``mean W + b`` and ``var W^2`` (inputs
-assumed independent), ReLUs use clipped-normal moments, adds sum moments.
+assumed independent), ReLUs use clipped-normal moments, adds sum moments, a GroupNorm gives
+``N(beta_c, gamma_c^2)``.
 Each activation range is ``[min_c(mean - k std), max_c(mean + k std)]`` (ReLU
 outputs start at 0); a head output with per-channel ranges gets one per channel.
 The network input is taken as normalized: N(0, 1).
@@ -101,13 +102,23 @@ class _StatsWalker:
         self._set(m.out_quant[site], x, False)
         return x
 
+    def group_norm(self, m, x, site=0):
+        # normalized per group: each channel is then gamma_c * N(0, 1) + beta_c
+        g = m.gn
+        c = g.num_channels
+        gamma = torch.ones(c) if g.weight is None else g.weight.detach().float().cpu()
+        beta = torch.zeros(c) if g.bias is None else g.bias.detach().float().cpu()
+        st = (beta, gamma ** 2, False)
+        self._set(m.out_quant[site], st, m.relu)
+        return self._relu(st, m.relu)
+
     def relu(self, x, name):
         return self._relu(x, True)
 
     def flatten(self, x, name):
         return x
 
-    def output(self, x, name, group=None):
+    def output(self, x, name, group=None, factor=None):
         return name
 
     def int_output(self, x, group):

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..nn import QAdd, QConv2d, QLinear, QMaxPool2d, QUpsampleNearest
-from ..nn.qconv import QAvgPool2d
-from ..quant import ActQuantizer, NotCalibratedError, quantize
-from ..quant.functional import bias_levels
-from ..quant.integer_ops import ADD_SHIFT, avgpool_multiplier, rescale_multiplier, weighted_multiplier
+from ..nn.qconv import QAvgPool2d, QGroupNorm
+from ..quant import ActQuantizer, NotCalibratedError
+from ..quant.integer_ops import (ADD_SHIFT, GN_STD_BITS, accumulator_bound, avgpool_multiplier, group_norm_params,
+                                 integer_weight, rescale_multiplier, weighted_multiplier)
 from .graph import IntGraph, Node, TensorQ
 
 
@@ -86,8 +86,14 @@ class GraphBuilder:
         self.g.tensors[name] = _tensor_q(q)
         return name
 
-    def output(self, x: str, name: str, group: Optional[str] = None) -> str:
-        self._add(Node('dequantize', name, [x], [name]))
+    def output(self, x: str, name: str, group: Optional[str] = None, factor=None) -> str:
+        attrs = {}
+        if factor is not None:
+            f = float(factor)
+            if not f > 0:
+                raise ExportError(f'{name}: output factor (e.g. a learned Scale) must be positive, got {f}')
+            attrs['factor'] = f
+        self._add(Node('dequantize', name, [x], [name], attrs))
         self.g.outputs.append(name)
         if group is not None:
             self.g.output_groups.setdefault(group, []).append(name)
@@ -104,24 +110,12 @@ class GraphBuilder:
     def _weighted(self, op: str, m, w: torch.Tensor, b: Optional[torch.Tensor], x: str,
                   out_q: ActQuantizer, relu: bool, attrs: dict) -> str:
         tx, ty = self._in(x), _tensor_q(out_q, per_channel_ok=not relu)
-        wq_mod = m.w_quant
-        with torch.no_grad():
-            wq_mod(w)  # refresh scale / zero-point from the weight as it is now
-            s = wq_mod.scheme
-            s_w = wq_mod.scale.double().numpy().reshape(-1)
-            z_w = wq_mod.zero_point.numpy().astype(np.int64).reshape(-1)
-            if not bool(wq_mod.fake_quant_enabled):
-                raise ExportError(f'{m.out_quant[0].name}: weight quantization is disabled')
-            qw = quantize(w.detach(), wq_mod.scale, wq_mod.zero_point, s.quant_min, s.quant_max,
-                          0 if s.per_channel else None).numpy().astype(np.int64)
-        cout = qw.shape[0]
-        s_w = np.broadcast_to(s_w, (cout,)).copy()
-        z_w = np.broadcast_to(z_w, (cout,)).copy()
-        bias = np.zeros(cout) if b is None else b.detach().double().numpy()
-        bias_q = bias_levels(torch.from_numpy(bias), torch.tensor(tx.scale, dtype=torch.float64),
-                             torch.from_numpy(s_w)).numpy().astype(np.int64)  # as the fake-quant layers
-        centered = np.abs(qw - z_w.reshape(-1, *([1] * (qw.ndim - 1)))).reshape(cout, -1).sum(1)
-        bound = int((centered * tx.max_abs_centered + np.abs(bias_q)).max())
+        s = m.w_quant.scheme
+        if not bool(m.w_quant.fake_quant_enabled):
+            raise ExportError(f'{m.out_quant[0].name}: weight quantization is disabled')
+        iw = integer_weight(m.w_quant, w, b, tx.scale)
+        qw, z_w, s_w, bias_q = (t.cpu().numpy() for t in iw)
+        bound = accumulator_bound(iw.centered.cpu(), tx.max_abs_centered, iw.bias.cpu())
         if bound >= 2 ** 31:
             raise ExportError(f'{out_q.name}: accumulator bound {bound} exceeds int32')
         m0, shift = weighted_multiplier(tx.scale, s_w, ty.scale)
@@ -196,6 +190,22 @@ class GraphBuilder:
         y = self._new(self._in(x), 'up')
         self._add(Node('upsample', m.out_quant[site].name + '.resize', [x, like], [y], dict(mode='nearest')))
         return self.requant(y, m.out_quant[site], m.out_quant[site].name)
+
+    def group_norm(self, m: QGroupNorm, x: str, site: int = 0) -> str:
+        """GroupNorm on integer levels: per-channel constants, statistics computed at run time."""
+        tx, out_q = self._in(x), m.out_quant[site]
+        ty = _tensor_q(out_q)
+        g = m.gn
+        try:
+            p = group_norm_params(g.num_groups, g.weight, g.bias, g.num_channels, g.eps, tx.scale, ty.scale)
+        except ValueError as e:
+            raise ExportError(f'{out_q.name}: {e}') from None
+        y = self._new(ty, 'gn')
+        self._add(Node('group_norm', out_q.name, [x], [y], dict(
+            groups=p.groups, relu=m.relu, lo=ty.zero_point if m.relu else ty.qmin, eps_fp=p.eps_fp,
+            eps_frac=p.eps_frac, std_bits=GN_STD_BITS, in_max_abs=tx.max_abs_centered),
+            dict(m0=p.m0, shift=p.shift, sign=p.sign, beta=p.beta)))
+        return y
 
     def relu(self, x: str, name: str) -> str:
         t = self._in(x)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -115,6 +116,12 @@ class IntegerEngine:
         return F.max_pool2d(x.double(), a['kernel'], a['stride'], a['padding'], a['dilation'],
                             a['ceil_mode']).long()
 
+    def _group_norm(self, node: Node, x: Tensor) -> Tensor:
+        a, p = node.attrs, node.params
+        tx, ty = self.tq(node.inputs[0]), self.tq(node.outputs[0])
+        gp = iops.GroupNormParams(a['groups'], p['m0'], p['shift'], p['sign'], p['beta'], a['eps_fp'], a['eps_frac'])
+        return iops.group_norm(x - tx.zero_point, gp, a['in_max_abs'], ty.zero_point, a['lo'], ty.qmax)
+
     def run(self, feeds: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Execute the graph; float inputs for ``quantize`` nodes, int64 otherwise.
 
@@ -140,6 +147,8 @@ class IntegerEngine:
                 y = self._maxpool(n, x[0])
             elif n.op == 'upsample':
                 y = F.interpolate(x[0].double(), size=x[1].shape[2:], mode='nearest').long()
+            elif n.op == 'group_norm':
+                y = self._group_norm(n, x[0])
             elif n.op == 'relu':
                 y = x[0].clamp(min=n.attrs['lo'])
             elif n.op == 'flatten':
@@ -147,7 +156,7 @@ class IntegerEngine:
             elif n.op == 'dequantize':
                 t = self.tq(n.inputs[0])  # per tensor or per channel
                 ints[n.outputs[0]] = x[0]
-                y = iops.dequantize(x[0], t.scale, t.zero_point, t.axis)
+                y = iops.dequantize(x[0], _scaled(t.scale, n.attrs.get('factor')), t.zero_point, t.axis)
             else:
                 raise ValueError(f'unknown op {n.op!r} in node {n.name}')
             env[n.outputs[0]] = y
@@ -157,6 +166,11 @@ class IntegerEngine:
 
     def grouped(self, out: Dict[str, Tensor], group: str) -> List[Tensor]:
         return [out[k] for k in self.g.output_groups[group]]
+
+
+def _scaled(scale, factor):
+    """A dequantization scale times an output factor (e.g. a learned Scale), in float64."""
+    return scale if factor is None else np.asarray(scale, np.float64) * float(factor)
 
 
 def _check_samples(node: Node, xi: Tensor, w: Tensor, acc: Tensor) -> None:

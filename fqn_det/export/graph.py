@@ -65,7 +65,7 @@ class Node:
 
 
 #: Ops whose inputs and outputs are integers (plus the boundary ops).
-INTEGER_OPS = {'conv', 'linear', 'add', 'maxpool', 'upsample', 'relu', 'requant', 'flatten'}
+INTEGER_OPS = {'conv', 'linear', 'add', 'maxpool', 'upsample', 'relu', 'requant', 'flatten', 'group_norm'}
 BOUNDARY_OPS = {'quantize', 'dequantize'}
 
 

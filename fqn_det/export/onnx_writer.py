@@ -20,7 +20,9 @@ output in 10^5 per layer. ``'exact'`` writes the engine's own fixed-point
 arithmetic (``ConvInteger``, then int64 ``Mul`` by ``M0`` and a rounding
 right shift as ``Div``; the add likewise): the engine's integers at every bit
 width, with no float operation between the input quantization and the head
-outputs, on slower kernels.
+outputs (but the exact integer square root of a GroupNorm, see
+:meth:`_Writer.group_norm`), on slower kernels. A GroupNorm is written in int64
+ops in both modes.
 """
 from __future__ import annotations
 
@@ -277,6 +279,51 @@ class _Writer:
         v = self.rounding_rshift(scaled, 31 + np.asarray(n.params['shift'], np.int64), None)
         self.to_uint8(v, ty.zero_point, ty.qmin, ty.qmax, n.outputs[0], None)
 
+    def group_norm(self, n) -> None:
+        """The engine's integer GroupNorm (:func:`fqn_det.quant.integer_ops.group_norm`) in int64 ops.
+
+        The exact integer square root starts from a float64 ``Sqrt`` of the int64
+        variance term, floored and corrected by one (as the engine computes it): the
+        only float operation, whose result is an exact integer.
+        """
+        x, y = n.inputs[0], n.outputs[0]
+        tx, ty = self.g.tensors[x], self.g.tensors[y]
+        a, p = n.attrs, n.params
+        c = p['m0'].shape[0]
+        shape = (1, c, 1, 1)
+        d = self.centred_i64(x, tx)
+        g = self.node('Reshape', [d, self.i64([0, a['groups'], -1])])
+        g_shape = self.node('Shape', [g])
+        m = self.node('Slice', [g_shape, self.i64([2]), self.i64([3])])  # group size, (1,)
+        axes = self.i64([2])
+        s = self.node('ReduceSum', [g, axes], keepdims=1)
+        v = self.node('Sub', [self.node('Mul', [m, self.node('ReduceSum', [self.node('Mul', [g, g]), axes],
+                                                             keepdims=1)]),
+                              self.node('Mul', [s, s])])
+        frac = int(a['eps_frac'])
+        eps = self.node('Div', [self.node('Add', [self.node('Mul', [self.node('Mul', [m, m]), self.i64(a['eps_fp'])]),
+                                                  self.i64((1 << frac) >> 1)]), self.i64(1 << frac)])
+        v = self.node('Mul', [self.node('Add', [v, eps]), self.i64(1 << (2 * int(a['std_bits'])))])
+        guess = self.node('Sqrt', [self.node('Cast', [v], to=TensorProto.DOUBLE)])
+        r = self.node('Cast', [self.node('Floor', [guess])], to=TensorProto.INT64)
+        r = self.node('Sub', [r, self.node('Cast', [self.node('Greater', [self.node('Mul', [r, r]), v])],
+                                           to=TensorProto.INT64)])
+        r1 = self.node('Add', [r, self.i64(1)])
+        r = self.node('Add', [r, self.node('Cast', [self.node('LessOrEqual', [self.node('Mul', [r1, r1]), v])],
+                                           to=TensorProto.INT64)])
+        r = self.node('Max', [r, self.i64(1)])
+        num = self.node('Sub', [self.node('Mul', [m, g]), s])
+        x_shape = self.node('Shape', [x])
+        num = self.node('Reshape', [num, x_shape])
+        r = self.node('Reshape', [self.node('Expand', [r, g_shape]), x_shape])
+        prod = self.node('Mul', [num, self.i64(p['m0'], shape)])
+        two_r = self.node('Mul', [r, self.i64(2)])
+        u = self.node('Div', [self.node('Add', [self.node('Mul', [self.node('Abs', [prod]), self.i64(2)]), r]), two_r])
+        u = self.node('Mul', [u, self.node('Sign', [prod])])
+        u = self.node('Add', [self.node('Mul', [u, self.i64(p['sign'], shape)]), self.i64(p['beta'], shape)])
+        v = self.rounding_rshift(u, 31 + np.asarray(p['shift'], np.int64) - int(a['std_bits']), shape)
+        self.to_uint8(v, ty.zero_point, a['lo'], ty.qmax, y, None)
+
     def qadd(self, a: str, ta: TensorQ, b: str, tb: TensorQ, ty: TensorQ, out: str, lo: int) -> None:
         s = self.node('QLinearAdd', [a, *self.qparams(ta), b, *self.qparams(tb), *self.qparams(ty)],
                       domain=MS_DOMAIN)
@@ -324,6 +371,8 @@ class _Writer:
                 sizes = self.node('Concat', [nc, hw], axis=0)
                 self.node('Resize', [x, '', '', sizes], [y], mode='nearest',
                           coordinate_transformation_mode='asymmetric', nearest_mode='floor')
+            elif n.op == 'group_norm':
+                self.group_norm(n)
             elif n.op == 'relu':
                 self.clip(x, n.attrs['lo'], g.tensors[x].qmax, y)
             elif n.op == 'flatten':
@@ -331,6 +380,8 @@ class _Writer:
             elif n.op == 'dequantize':
                 t = g.tensors[x]
                 s, zp = self.qparams(t)
+                if n.attrs.get('factor') is not None:  # e.g. a learned Scale, folded into the output's scale
+                    s = self.const(np.asarray(t.scale, np.float64) * n.attrs['factor'], np.float32, 's')
                 if x in self.shifted_zp:
                     zp = self.const(np.full(len(t.scale), self.shifted_zp[x], np.uint8), np.uint8, 'zp')
                 self.node('DequantizeLinear', [x, s, zp], [y], **({'axis': t.axis} if t.per_channel else {}))

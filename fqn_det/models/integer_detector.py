@@ -31,6 +31,21 @@ def check_detector_kind(model_file, meta: dict, config_detector: Optional[str]) 
             'evaluate it with the config it was exported with')
 
 
+def head_outputs(head, groups: dict, grp, prefix: str) -> list:
+    """A dense head's dequantized outputs in ``predict_by_feat``'s order (groups named ``prefix``...).
+
+    ``cls_scores`` and ``bbox_preds``, and FCOS's ``centernesses``, whose box
+    distances then get FCOS's own decoding (``exp``, or ReLU times the stride).
+    """
+    names = [f'{prefix}{k}' for k in ('cls_scores', 'bbox_preds', 'centernesses') if f'{prefix}{k}' in groups]
+    outs = [grp(n) for n in names]
+    from mmdet.models.dense_heads import FCOSHead
+    if isinstance(head, FCOSHead):
+        from ..nn.qfcos import fcos_bbox_outputs
+        outs[1] = fcos_bbox_outputs(head, outs[1], training=False)
+    return outs
+
+
 @MODELS.register_module()
 class IntegerDetector(BaseModel):
     """An exported fqn_det model behind mmdet's ``predict`` interface.
@@ -65,10 +80,10 @@ class IntegerDetector(BaseModel):
         grp = lambda name: [out[k] for k in g.output_groups[name]]  # noqa: E731
         det = self.det
         if not self.meta['two_stage']:
-            results = det.bbox_head.predict_by_feat(grp('cls_scores'), grp('bbox_preds'),
+            results = det.bbox_head.predict_by_feat(*head_outputs(det.bbox_head, g.output_groups, grp, ''),
                                                     batch_img_metas=metas, rescale=True)
             return det.add_pred_to_datasample(data_samples, results)
-        proposals = det.rpn_head.predict_by_feat(grp('rpn_cls_scores'), grp('rpn_bbox_preds'),
+        proposals = det.rpn_head.predict_by_feat(*head_outputs(det.rpn_head, g.output_groups, grp, 'rpn_'),
                                                  batch_img_metas=metas, cfg=det.test_cfg.rpn, rescale=False)
         rois = bbox2roi([p.bboxes for p in proposals])
         ra, rg = self.meta['roi_align'], self.runner.graphs['roi']

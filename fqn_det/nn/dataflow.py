@@ -17,6 +17,8 @@ What a "tensor" is depends on the builder:
 - ``fqn_det.dfq.pairs.PairFinder``: which layer produced the tensor, for
   DFQ's equalization pairs.
 
+A new operation is added to :class:`Builder` and to each of these five.
+
 Plain PyTorch.
 """
 from __future__ import annotations
@@ -63,14 +65,21 @@ class Builder(Protocol[T]):
     def upsample(self, m: Any, x: T, like: T, site: int = 0) -> T:
         """A :class:`~fqn_det.nn.QUpsampleNearest` of ``x`` to the spatial size of ``like``."""
 
+    def group_norm(self, m: Any, x: T, site: int = 0) -> T:
+        """A :class:`~fqn_det.nn.QGroupNorm` (normalized with each sample's statistics, fused ReLU)."""
+
     def relu(self, x: T, name: str) -> T:
         """ReLU of a quantized tensor (stays on its grid: zero is a level)."""
 
     def flatten(self, x: T, name: str) -> T:
         """``x.flatten(1)``."""
 
-    def output(self, x: T, name: str, group: Optional[str] = None) -> T:
-        """A head output (dequantized for box decoding and NMS), listed under ``group``."""
+    def output(self, x: T, name: str, group: Optional[str] = None, factor: Any = None) -> T:
+        """A head output (dequantized for box decoding and NMS), listed under ``group``.
+
+        ``factor``: a positive scalar (a tensor, e.g. FCOS's learned per-level ``Scale``) the
+        dequantized value is multiplied by: it only changes the output's scale, not its levels.
+        """
 
     def int_output(self, x: T, group: str) -> T:
         """An integer tensor leaving the graph (features RoIAlign reads)."""
@@ -100,6 +109,7 @@ class FakeQuantRunner:
     linear = conv
     maxpool = conv
     avgpool = conv
+    group_norm = conv
 
     def add(self, m, a: Tensor, b: Tensor, site: int = 0) -> Tensor:
         return m(a, b, site)
@@ -113,8 +123,8 @@ class FakeQuantRunner:
     def flatten(self, x: Tensor, name: str) -> Tensor:
         return x.flatten(1)
 
-    def output(self, x: Tensor, name: str, group: Optional[str] = None) -> Tensor:
-        return x
+    def output(self, x: Tensor, name: str, group: Optional[str] = None, factor=None) -> Tensor:
+        return x if factor is None else x * factor.to(x.dtype)
 
     def int_output(self, x: Tensor, group: str) -> Tensor:
         return x

@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from ..quant import integer_ops as iops
-from ..quant.functional import bias_levels, quantize
 
 _ENABLED = [True]
 
@@ -94,22 +93,14 @@ def input_quant(q, x: Tensor) -> Tensor:
 def weighted(m: nn.Module, x: Tensor, site: int, w: Tensor, b: Optional[Tensor],
              conv: Optional[dict] = None) -> Tensor:
     """A conv (``conv``: its attributes) or linear with weight ``w`` and bias ``b`` (BN folded)."""
-    q_in, q_out, wq = m.in_quants[site], m.out_quant[site], m.w_quant
-    wq(w)  # the weight's scale / zero-point as they are now (what the export does)
-    s = wq.scheme
-    axis = 0 if s.per_channel else None
-    cout = w.shape[0]
-    zw = wq.zero_point.long().reshape(-1).expand(cout)
-    wi = quantize(w, wq.scale, wq.zero_point, s.quant_min, s.quant_max, axis).long() \
-        - zw.reshape(-1, *([1] * (w.dim() - 1)))
-    s_w = wq.scale.double().reshape(-1).expand(cout)
-    bias = torch.zeros(cout, dtype=torch.float64, device=w.device) if b is None else b
-    bias_q = bias_levels(bias, q_in.scale, s_w).long()
+    q_in, q_out = m.in_quants[site], m.out_quant[site]
+    iw = iops.integer_weight(m.w_quant, w, b, q_in.scale)
+    wi, bias_q = iw.centered, iw.bias
     dtype = iops.kernel_dtype(iops.accumulator_bound(wi, _max_abs_centered(q_in), bias_q))
     xi = levels(x, q_in) - int(q_in.zero_point)
     acc = iops.accumulate(xi, wi.to(dtype), dtype, conv).round().long()
     acc = acc + bias_q.reshape(1, -1, *([1] * (acc.dim() - 2)))
-    m0, shift = iops.weighted_multiplier(float(q_in.scale), s_w.cpu().numpy(), _s(q_out))
+    m0, shift = iops.weighted_multiplier(float(q_in.scale), iw.scale.cpu().numpy(), _s(q_out))
     z = _zp(q_out, acc.dim())
     lo = z if m.relu else q_out.scheme.quant_min
     y = iops.requantize_output(acc, torch.from_numpy(m0), torch.from_numpy(shift), z, lo, q_out.scheme.quant_max)
@@ -160,4 +151,17 @@ def avgpool(m: nn.Module, x: Tensor, site: int) -> Tensor:
     z = int(q_out.zero_point)
     y = iops.requantize_output(acc.round().long(), torch.from_numpy(m0), torch.from_numpy(shift), z,
                                q_out.scheme.quant_min, q_out.scheme.quant_max)
+    return dequantized(y, q_out)
+
+
+@torch.no_grad()
+def group_norm(m: nn.Module, x: Tensor, site: int) -> Tensor:
+    """GroupNorm on the input levels (:func:`fqn_det.quant.integer_ops.group_norm`)."""
+    q_in, q_out = m.in_quants[site], m.out_quant[site]
+    g = m.gn
+    p = iops.group_norm_params(g.num_groups, g.weight, g.bias, g.num_channels, g.eps, float(q_in.scale),
+                               float(q_out.scale))
+    z = int(q_out.zero_point)
+    y = iops.group_norm(levels(x, q_in) - int(q_in.zero_point), p, _max_abs_centered(q_in), z,
+                        z if m.relu else q_out.scheme.quant_min, q_out.scheme.quant_max)
     return dequantized(y, q_out)

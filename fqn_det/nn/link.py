@@ -41,6 +41,7 @@ class _LinkBuilder:
         return m.out_quant[site]
 
     avgpool = maxpool
+    group_norm = maxpool
 
     def upsample(self, m, x, like, site=0):
         m.link_input(x, site)
@@ -51,7 +52,7 @@ class _LinkBuilder:
 
     flatten = relu
 
-    def output(self, x, name, group=None):
+    def output(self, x, name, group=None, factor=None):
         return x
 
     def int_output(self, x, group):

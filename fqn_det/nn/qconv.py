@@ -350,6 +350,46 @@ class QUpsampleNearest(nn.Module):
         return self.out_quant[site](F.interpolate(x, size=size, mode='nearest'))
 
 
+class QGroupNorm(nn.Module):
+    """GroupNorm of a quantized tensor, optional fused ReLU, quantized output.
+
+    GroupNorm normalizes with each sample's own statistics, so unlike BN it
+    cannot be folded into the conv before it: that conv's output is quantized,
+    and integer inference computes the normalization from its levels
+    (:func:`fqn_det.quant.integer_ops.group_norm`: integer sums, an exact integer
+    square root and a rounding division). ``gamma`` and ``beta`` keep training.
+
+    Args:
+        gn (nn.GroupNorm): The float layer (its parameters are reused).
+        relu (bool): Fuse a ReLU before the output quantizer.
+        out_quant (list[ActQuantizer]): One output quantizer per call site.
+    """
+
+    def __init__(self, gn: nn.GroupNorm, relu: bool, out_quant: List[ActQuantizer]) -> None:
+        super().__init__()
+        self.gn = gn
+        self.relu = relu
+        self.out_quant = nn.ModuleList(out_quant)
+        self.in_quants: list = []
+
+    link_input = QConv2d.link_input
+    _integer_exact = QConv2d._integer_exact
+    w_quant = None
+
+    def forward(self, x: Tensor, site: int = 0) -> Tensor:
+        if self._integer_exact(site):
+            return integer_eval.group_norm(self, x, site)
+        g = self.gn
+        y = F.group_norm(x, g.num_groups, None if g.weight is None else g.weight.to(x.dtype),
+                         None if g.bias is None else g.bias.to(x.dtype), g.eps)
+        if self.relu:
+            y = F.relu(y)
+        return self.out_quant[site](y)
+
+    def extra_repr(self) -> str:
+        return f'relu={self.relu}, sites={len(self.out_quant)}'
+
+
 def refresh_weight_qparams(model: nn.Module) -> int:
     """Bring every weight quantizer's buffers up to date with the weights.
 

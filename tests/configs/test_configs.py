@@ -41,9 +41,13 @@ def test_config_builds(path):
         per_channel = {n.split('.out_quant')[0] for n, q in model.detector.named_modules()
                        if hasattr(q, 'floor') and q.per_channel}
         if recipe.endswith('-pc'):  # every head output, nothing else
-            assert per_channel == ({'bbox_head.retina_cls', 'bbox_head.retina_reg'} if 'retina' in path.stem else
-                                   {'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
-                                    'roi_head.bbox_head.fc_reg'})
+            if 'ssdlite' in path.stem:  # each level's output convs
+                want = {f'bbox_head.{b}_convs.{i}.out' for b in ('cls', 'reg') for i in range(len(det.bbox_head.in_channels))}
+            elif 'retina' in path.stem:
+                want = {'bbox_head.retina_cls', 'bbox_head.retina_reg'}
+            else:
+                want = {'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg'}
+            assert per_channel == want
         else:
             assert not per_channel
         # symmetric weights exactly in the recommended recipes

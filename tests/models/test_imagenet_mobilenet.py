@@ -72,3 +72,27 @@ def test_too_few_tensors_named(ckpt):
     short = {k: v for k, v in ckpt.items() if not k.startswith('features.18.')}
     with pytest.raises(CheckpointMismatchError, match=r"backbone key 'conv2.conv.weight' \(1280, 320, 1, 1\)"):
         load_imagenet_mobilenet_v2(MobileNetV2(), short)
+
+
+def test_registered_backbone_initializes_from_imagenet(ckpt):
+    from mmdet.registry import MODELS
+
+    from fqn_det.convert import quantize_module
+    from fqn_det.nn import QBuilder
+    from fqn_det.nn.qmobilenet import QMobileNetV2
+    from fqn_det.quant import QuantConfig
+    net = MODELS.build(dict(type='ImageNetMobileNetV2', out_indices=(7,)))
+    net.init_weights()
+    assert torch.equal(net.conv1.conv.weight, ckpt['features.0.0.weight'])
+    assert torch.equal(net.conv2.bn.running_var, ckpt['features.18.1.running_var'])
+    assert type(quantize_module(net, QBuilder(QuantConfig()), 'backbone')) is QMobileNetV2
+
+
+def test_registered_backbone_refuses_a_checkpoint_that_does_not_fit(tmp_path):
+    from mmdet.registry import MODELS
+    net = MODELS.build(dict(type='ImageNetMobileNetV2', widen_factor=0.5))
+    with pytest.raises(CheckpointMismatchError, match=r"'conv1.conv.weight' has shape \(16, 3, 3, 3\)"):
+        net.init_weights()
+    missing = MODELS.build(dict(type='ImageNetMobileNetV2', checkpoint=str(tmp_path / 'none.pth')))
+    with pytest.raises(FileNotFoundError, match='none.pth'):
+        missing.init_weights()

@@ -58,3 +58,40 @@ def test_integer_add_rounds_as_the_real_sum():
     got = iops.integer_add(a, b, ma, sa, mb, sb, 10, 0, 255)
     want = torch.round(10 + (a * 0.1 + b * 0.05) / 0.07).long()
     assert torch.equal(got, want)
+
+
+def test_isqrt_is_exact_near_squares_and_at_the_top_of_its_range():
+    import math
+    k = torch.tensor([1, 2, 3, 1000, 2 ** 26 + 3, 2 ** 31 - 1], dtype=torch.int64)
+    v = torch.cat([k * k - 1, k * k, k * k + 1, torch.tensor([0, 2 ** 62 - 1])])
+    assert iops.isqrt(v).tolist() == [math.isqrt(int(x)) for x in v]
+
+
+def test_round_div_ties_away_from_zero():
+    a = torch.tensor([5, -5, 4, -4, 7, 0])
+    assert iops.round_div(a, torch.tensor(2)).tolist() == [3, -3, 2, -2, 4, 0]
+
+
+def test_group_norm_levels_follow_the_float_group_norm():
+    g = torch.Generator().manual_seed(0)
+    c, groups, s_x, s_y = 16, 4, 0.3, 0.12
+    d = torch.randint(-7, 9, (2, c, 5, 6), generator=g)  # centred 4-bit levels
+    gamma = torch.randn(c, generator=g)
+    gamma[3] = 0.0  # a dead channel gives beta alone
+    beta = torch.randn(c, generator=g) * 0.3
+    p = iops.group_norm_params(groups, gamma, beta, c, 1e-5, s_x, s_y)
+    got = iops.group_norm(d, p, 8, 128, 0, 255)
+    ref = torch.nn.functional.group_norm(d.double() * s_x, groups, gamma.double(), beta.double(), 1e-5)
+    want = (torch.round(ref / s_y) + 128).clamp(0, 255).long()
+    assert int((got - want).abs().max()) <= 1 and float((got == want).double().mean()) > 0.97
+    assert torch.equal(got[:, 3], (128 + torch.round(beta[3] / s_y)).long().expand_as(got[:, 3]))
+    flat = iops.group_norm(torch.full((1, c, 2, 2), 3), p, 8, 128, 0, 255)  # constant groups: beta
+    assert torch.equal(flat[0, :, 0, 0], (128 + torch.round(beta / s_y)).long().clamp(0, 255))
+
+
+def test_group_norm_refuses_what_int64_cannot_hold():
+    p = iops.group_norm_params(1, None, None, 2, 1e-5, 0.1, 0.1)
+    with pytest.raises(OverflowError, match='GroupNorm group of'):
+        iops.group_norm(torch.zeros(1, 2, 256, 128, dtype=torch.int64), p, 2 ** 10, 0, 0, 255)  # m = 2^16
+    with pytest.raises(ValueError, match='too large'):
+        iops.group_norm_params(1, None, None, 2, 1.0, 1e-3, 0.1)  # eps / s_x^2 = 1e6
