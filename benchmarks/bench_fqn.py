@@ -10,9 +10,9 @@
 
     # MobileNetV2 (width 1) from torchvision's ImageNet weights: SSDLite, RetinaNet
     python benchmarks/bench_fqn.py --detector ssdlite --checkpoint work_dirs/mbv2/ssdlite_fp32.pth \
-        --train-fp 6 --rows                                            # the FP32 reference only
+        --train-fp 8 --rows                                            # the FP32 reference only
     python benchmarks/bench_fqn.py --detector ssdlite --checkpoint work_dirs/mbv2/ssdlite_fp32.pth \
-        --rows fp32 fqn recommended iao --cfg-options train_dataloader.dataset.indices=1000
+        --rows fp32 fp32_ft fqn recommended iao w8a8 outputs_a8 --cfg-options train_dataloader.dataset.indices=1000
 
 ``--cfg-options`` apply to every run, ``--train-fp``'s FP32 training included.
 
