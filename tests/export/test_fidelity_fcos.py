@@ -46,9 +46,21 @@ def _qat(cfg):
     return model.eval()
 
 
+@pytest.fixture(scope='module')
+def trained():
+    """One QAT model per kind, shared by the tests of this file."""
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            cache[kind] = _qat(fcos_cfg(kind))
+        return cache[kind]
+    return get
+
+
 @pytest.mark.parametrize('kind', ['retina', 'faster'], ids=['fcos', 'fcos-rpn'])
-def test_fcos_fake_quant_engine_and_onnx_agree_exactly(kind):
-    model = _qat(fcos_cfg(kind))
+def test_fcos_fake_quant_engine_and_onnx_agree_exactly(kind, trained):
+    model = trained(kind)
     det = model.detector
     head = det.bbox_head if kind == 'retina' else det.rpn_head
     assert isinstance(head, QFCOSHead)
@@ -92,12 +104,11 @@ class _Unscaled(FakeQuantRunner):
         return x
 
 
-def test_fcos_exported_model_predicts_like_the_fake_quantized_one(tmp_path):
+def test_fcos_exported_model_predicts_like_the_fake_quantized_one(tmp_path, trained):
     from fqn_det.export.exporter import export_model
     from fqn_det.models import IntegerDetector
-    cfg = fcos_cfg('retina')  # FCOS's decoding of the exported outputs (Scale, ReLU x stride, centerness)
-    model = _qat(cfg)
-    export_model(model, copy.deepcopy(cfg), tmp_path / 'export')
+    model = trained('retina')  # FCOS's decoding of the exported outputs (Scale, ReLU x stride, centerness)
+    export_model(model, copy.deepcopy(fcos_cfg('retina')), tmp_path / 'export')
     data = batch(5, n=1, size=96, seed=7)
     with torch.no_grad():
         ref = model.test_step(data)[0].pred_instances
