@@ -74,6 +74,18 @@ def batch(num_classes: int, n: int = 2, size: int = 64, seed: int = 0) -> dict:
     return demo_mm_inputs(batch_size=n, image_shapes=(3, size, size), num_classes=num_classes)
 
 
+def finetuned(detector_cfg: dict, quant_cfg: dict = None, steps: int = 2):
+    """Built, calibrated, then ``steps`` QAT steps (EMA ranges and weights move), in eval mode."""
+    from mmengine.optim import OptimWrapper
+    model = build_quantized(detector_cfg, quant_cfg)
+    calibrate_on(model, batch(5, n=2, size=96, seed=0))
+    model.train()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    for s in range(steps):
+        model.train_step(batch(5, n=2, size=96, seed=10 + s), optim)
+    return model.eval()
+
+
 def calibrate_on(model, data: dict, gamma: float = 0.999) -> None:
     from fqn_det.quant import finish_calibration, start_calibration
     model.eval()

@@ -276,20 +276,28 @@ class QAdd(nn.Module):
         return self.out_quant[site](y)
 
 
-class QMaxPool2d(nn.Module):
-    """Max-pool (on quantized values, so exact on integers) followed by a quantizer."""
+class _QuantizedOp(nn.Module):
+    """An integer op without weights (pooling, upsampling, GroupNorm): one output quantizer per call site."""
 
-    def __init__(self, kernel_size, stride, padding, dilation: int = 1, ceil_mode: bool = False,
-                 out_quant: List[ActQuantizer] = ()) -> None:
+    w_quant = None
+
+    def __init__(self, out_quant: List[ActQuantizer]) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
         self.out_quant = nn.ModuleList(out_quant)
         self.in_quants: list = []
 
     link_input = QConv2d.link_input
     _integer_exact = QConv2d._integer_exact
-    w_quant = None
+
+
+class QMaxPool2d(_QuantizedOp):
+    """Max-pool (on quantized values, so exact on integers) followed by a quantizer."""
+
+    def __init__(self, kernel_size, stride, padding, dilation: int = 1, ceil_mode: bool = False,
+                 out_quant: List[ActQuantizer] = ()) -> None:
+        super().__init__(out_quant)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def _pool(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
@@ -300,7 +308,7 @@ class QMaxPool2d(nn.Module):
         return self.out_quant[site](self._pool(x))
 
 
-class QAvgPool2d(nn.Module):
+class QAvgPool2d(_QuantizedOp):
     """Average pooling (kernel = stride, no padding) followed by a quantizer.
 
     Integer inference computes it as a depthwise conv with all-ones weights
@@ -313,16 +321,10 @@ class QAvgPool2d(nn.Module):
     """
 
     def __init__(self, kernel_size, channels: int, out_quant: List[ActQuantizer]) -> None:
-        super().__init__()
+        super().__init__(out_quant)
         self.kernel_size = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) \
             else (kernel_size, kernel_size)
         self.channels = channels
-        self.out_quant = nn.ModuleList(out_quant)
-        self.in_quants: list = []
-
-    link_input = QConv2d.link_input
-    _integer_exact = QConv2d._integer_exact
-    w_quant = None
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         if x.numel() == 0:  # no RoIs: avg_pool2d refuses empty inputs
@@ -332,17 +334,8 @@ class QAvgPool2d(nn.Module):
         return self.out_quant[site](F.avg_pool2d(x, self.kernel_size, self.kernel_size))
 
 
-class QUpsampleNearest(nn.Module):
+class QUpsampleNearest(_QuantizedOp):
     """Nearest upsampling (integer-exact) followed by a quantizer."""
-
-    def __init__(self, out_quant: List[ActQuantizer]) -> None:
-        super().__init__()
-        self.out_quant = nn.ModuleList(out_quant)
-        self.in_quants: list = []
-
-    link_input = QConv2d.link_input
-    _integer_exact = QConv2d._integer_exact
-    w_quant = None
 
     def forward(self, x: Tensor, size, site: int = 0) -> Tensor:
         if self._integer_exact(site):
@@ -350,7 +343,7 @@ class QUpsampleNearest(nn.Module):
         return self.out_quant[site](F.interpolate(x, size=size, mode='nearest'))
 
 
-class QGroupNorm(nn.Module):
+class QGroupNorm(_QuantizedOp):
     """GroupNorm of a quantized tensor, optional fused ReLU, quantized output.
 
     GroupNorm normalizes with each sample's own statistics, so unlike BN it
@@ -366,15 +359,9 @@ class QGroupNorm(nn.Module):
     """
 
     def __init__(self, gn: nn.GroupNorm, relu: bool, out_quant: List[ActQuantizer]) -> None:
-        super().__init__()
+        super().__init__(out_quant)
         self.gn = gn
         self.relu = relu
-        self.out_quant = nn.ModuleList(out_quant)
-        self.in_quants: list = []
-
-    link_input = QConv2d.link_input
-    _integer_exact = QConv2d._integer_exact
-    w_quant = None
 
     def forward(self, x: Tensor, site: int = 0) -> Tensor:
         if self._integer_exact(site):

@@ -42,11 +42,13 @@ def test_config_builds(path):
                        if hasattr(q, 'floor') and q.per_channel}
         if recipe.endswith('-pc'):  # every head output, nothing else
             if 'ssdlite' in path.stem:  # each level's output convs
-                want = {f'bbox_head.{b}_convs.{i}.out' for b in ('cls', 'reg') for i in range(len(det.bbox_head.in_channels))}
+                levels = range(len(det.bbox_head.in_channels))
+                want = {f'bbox_head.{b}_convs.{i}.out' for b in ('cls', 'reg') for i in levels}
             elif 'retina' in path.stem:
                 want = {'bbox_head.retina_cls', 'bbox_head.retina_reg'}
             else:
-                want = {'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg'}
+                want = {'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
+                        'roi_head.bbox_head.fc_reg'}
             assert per_channel == want
         else:
             assert not per_channel

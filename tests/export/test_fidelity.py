@@ -4,9 +4,8 @@ import onnx
 import pytest
 import torch
 from mmcv.ops import RoIAlign
-from mmengine.optim import OptimWrapper
 
-from conftest import batch, build_quantized, calibrate_on, tiny_model_cfg
+from conftest import batch, build_quantized, calibrate_on, finetuned, tiny_model_cfg
 from fqn_det.export.detectors import build_graphs
 from fqn_det.export.engine import IntegerEngine
 from fqn_det.export.graph import TensorQ
@@ -16,13 +15,7 @@ from fqn_det.export.roi_align import integer_roi_align, map_roi_levels
 
 def _finetuned(kind, quant_cfg=None):
     """Calibrated, then a few QAT steps (EMA ranges and weights move), in eval mode."""
-    model = build_quantized(tiny_model_cfg(kind), quant_cfg)
-    calibrate_on(model, batch(5, n=2, size=96, seed=0))
-    model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    for s in range(2):
-        model.train_step(batch(5, n=2, size=96, seed=10 + s), optim)
-    return model.eval()
+    return finetuned(tiny_model_cfg(kind), quant_cfg)
 
 
 #: one range per output channel on every head output (not in the paper), with the score floor

@@ -6,9 +6,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
 
-from conftest import batch, build_quantized, calibrate_on, tiny_model_cfg
+from conftest import batch, finetuned, tiny_model_cfg
 from fqn_det.export.detectors import build_graphs
 from fqn_det.export.engine import IntegerEngine
 from fqn_det.export.onnx_writer import ort_session, run_onnx, to_onnx
@@ -36,16 +35,6 @@ def fcos_cfg(kind):
     return m
 
 
-def _qat(cfg):
-    model = build_quantized(cfg)
-    calibrate_on(model, batch(5, n=2, size=96, seed=0))
-    model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    for s in range(2):
-        model.train_step(batch(5, n=2, size=96, seed=10 + s), optim)
-    return model.eval()
-
-
 @pytest.fixture(scope='module')
 def trained():
     """One QAT model per kind, shared by the tests of this file."""
@@ -53,7 +42,7 @@ def trained():
 
     def get(kind):
         if kind not in cache:
-            cache[kind] = _qat(fcos_cfg(kind))
+            cache[kind] = finetuned(fcos_cfg(kind))
         return cache[kind]
     return get
 

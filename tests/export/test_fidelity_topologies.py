@@ -5,10 +5,9 @@ import copy
 import pytest
 import torch
 from mmdet.structures.bbox import bbox2roi
-from mmengine.optim import OptimWrapper
 from test_fidelity import _agreement, _check_onnx, _ints
 
-from conftest import batch, build_quantized, calibrate_on, tiny_model_cfg
+from conftest import batch, build_quantized, finetuned, tiny_model_cfg
 from fqn_det.dfq.detector import find_pairs
 from fqn_det.dfq.ptq import post_training_quantize
 from fqn_det.export.detectors import build_graphs
@@ -65,13 +64,7 @@ CFGS = {'resnext-retina': lambda: resnext_cfg('retina'), 'resnext-faster': lambd
 
 
 def _qat(cfg):
-    model = build_quantized(cfg)
-    calibrate_on(model, batch(5, n=2, size=96, seed=0))
-    model.train()
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    for s in range(2):
-        model.train_step(batch(5, n=2, size=96, seed=10 + s), optim)
-    return model.eval()
+    return finetuned(cfg)
 
 
 def _trained_like_bn(model):
