@@ -153,3 +153,29 @@ def test_render_reports_the_score_floor_row():
     assert 'score-threshold floor (not in the paper) loses 0.005 (target: at most 0.010): met.' in text
     assert 'IAO loss / its loss = 32.00' in text
     assert 'FQN W4A4 loses 0.060 mAP against FP32 (target: at most 0.010): missed.' in text
+
+
+@pytest.mark.parametrize('det', ['retina', 'ssdlite'])
+def test_recommended_row_symmetric_weights_per_channel_outputs_and_floor_on_sigmoid_heads(det):
+    from mmengine.config import Config
+    b = _bench()
+    row = b.ROWS['recommended'][1]
+    cfg = tiny_model_cfg('retina') if det == 'retina' else Config.fromfile(b.CONFIGS['ssdlite'][0]).model
+    model = build_quantized(cfg, dict(weight=dict(symmetric=row['model.quant_cfg.weight.symmetric']),
+                                      overrides=row['model.quant_cfg.overrides'](det)))
+    assert model.quant_config.w_symmetric
+    qs = {n: q for n, q in model.detector.named_modules() if hasattr(q, 'per_channel') and hasattr(q, 'floor')}
+    pc = {n.split('.out_quant')[0] for n, q in qs.items() if q.per_channel}
+    floored = {n.split('.out_quant')[0] for n, q in qs.items() if q.floor is not None}
+    if det == 'retina':
+        assert pc == {'bbox_head.retina_cls', 'bbox_head.retina_reg'} and floored == {'bbox_head.retina_cls'}
+    else:  # softmax head: no floor
+        assert pc == {f'bbox_head.{k}_convs.{i}.out' for k in ('cls', 'reg') for i in range(4)} and not floored
+
+
+def test_render_recommended_row_against_its_detector_target():
+    b = _bench()
+    rows = [('fp32', 'FP32', _m(0.50), 1.0), ('recommended', 'rec', _m(0.485), 2.0)]
+    assert 'recommended recipe (not in the paper) loses 0.015 (target: at most 0.020): met.' in \
+        b.render(rows, 2, 'ssdlite')
+    assert 'loses 0.015 (target: at most 0.010): missed.' in b.render(rows, 2, 'retina')

@@ -22,6 +22,10 @@ FCOS = dict(type='FCOSHead', in_channels=16, stacked_convs=2, feat_channels=32, 
 
 
 def fcos_cfg(kind):
+    if kind == 'plain':  # FCOS with norm_cfg=None: conv + ReLU head convs, no GroupNorm
+        m = fcos_cfg('retina')
+        m.bbox_head.norm_cfg = None
+        return m
     m = tiny_model_cfg(kind)
     if kind == 'retina':  # a single-stage FCOS on the tiny ResNet-FPN
         m.bbox_head = dict(FCOS, num_classes=m.bbox_head.num_classes, norm_on_bbox=True, centerness_on_reg=True)
@@ -47,16 +51,17 @@ def trained():
     return get
 
 
-@pytest.mark.parametrize('kind', ['retina', 'faster'], ids=['fcos', 'fcos-rpn'])
+@pytest.mark.parametrize('kind', ['retina', 'faster', 'plain'], ids=['fcos', 'fcos-rpn', 'fcos-no-gn'])
 def test_fcos_fake_quant_engine_and_onnx_agree_exactly(kind, trained):
     model = trained(kind)
     det = model.detector
-    head = det.bbox_head if kind == 'retina' else det.rpn_head
+    head = det.rpn_head if kind == 'faster' else det.bbox_head
     assert isinstance(head, QFCOSHead)
     graphs = build_graphs(model)
     g = graphs['features']
     assert g.non_integer_ops() == []
-    assert sum(n.op == 'group_norm' for n in g.nodes) == 2 * 2 * 5  # 2 branches x 2 convs x 5 levels
+    n_gn = 0 if kind == 'plain' else 2 * 2 * 5  # 2 branches x 2 convs x 5 levels
+    assert sum(n.op == 'group_norm' for n in g.nodes) == n_gn
     d = model.data_preprocessor(batch(5, n=2, size=96, seed=42), False)
     with torch.no_grad():
         outs = head.walk(_Unscaled(), det.extract_feat(d['inputs']))
