@@ -1,5 +1,6 @@
 # Small full-precision RetinaNet (narrow ResNet-18 + FPN) on the generated reference dataset:
-# 12 epochs from scratch on 2 CPU cores (`make demo` trains it for 13).
+# 12 epochs from scratch on 2 CPU cores (`make demo` trains it for 6, `tools/demo.py --fp-epochs 13`
+# trains the benchmarks' reference checkpoint).
 #   python tools/make_synthetic_coco.py --out data/synthetic_coco
 #   python tools/train.py configs/fqn/retinanet_r18-tiny_fpn_12e_synthetic.py
 _base_ = [
