@@ -1,24 +1,16 @@
 """Shared by the benchmark scripts: machine description, results markdown."""
-import os
 import platform
 from pathlib import Path
 
 
 def machine() -> str:
-    """CPU model, cores, OS and library versions, for the recorded results."""
-    cpu = 'unknown CPU'
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """CPU model and vector flags, cores, OS and library versions, for the recorded results."""
     import onnxruntime
     import torch
-    # nproc would report OMP_NUM_THREADS, not the machine: say both
-    return (f'{cpu}; {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s); '
-            f'{platform.platform()}; Python {platform.python_version()}; torch {torch.__version__}; '
+
+    from fqn_det.utils.machine import describe
+    # nproc would report OMP_NUM_THREADS, not the machine: describe() says both
+    return (f'{describe()}; Python {platform.python_version()}; torch {torch.__version__}; '
             f'onnxruntime {onnxruntime.__version__}')
 
 

@@ -248,7 +248,7 @@ def activation_samples(config: str, checkpoint: Path, options: dict, batches: in
 
 def write_results(wd: Path, rows, args, timings: dict, reports: dict) -> Path:
     """results.md: the mAP table, plots, timings and the machine."""
-    import platform
+    from fqn_det.utils.machine import describe
     lines = ['# fqn_det demo results', '',
              f'Reference task: generated COCO-format data, {args.num_train} training / {args.num_val} validation '
              f'images at {args.img_size}px, 5 shape classes; small RetinaNet (narrow ResNet-18 + FPN). '
@@ -274,8 +274,7 @@ def write_results(wd: Path, rows, args, timings: dict, reports: dict) -> Path:
     lines += [f'![{RECIPES[k][0]} activation histograms](plots/activation_histograms_{k}.png)' for k in args.recipes]
     lines += ['', '| step | wall time |', '|---|---|']
     lines += [f'| {k} | {v:.0f}s |' for k, v in timings.items()]
-    lines += ['', f'Machine: {platform.processor() or platform.machine()}, {shutil.os.cpu_count()} cores, '
-              f'{platform.platform()}.', '']
+    lines += ['', f'Machine: {describe()}.', '']
     out = wd / 'results.md'
     from fqn_det.utils.atomic import atomic_write_bytes
     text = '\n'.join(lines)

@@ -89,7 +89,7 @@ class GraphBuilder:
     def output(self, x: str, name: str, group: Optional[str] = None, factor=None) -> str:
         attrs = {}
         if factor is not None:
-            f = float(factor)
+            f = float(factor.detach()) if hasattr(factor, 'detach') else float(factor)
             if not f > 0:
                 raise ExportError(f'{name}: output factor (e.g. a learned Scale) must be positive, got {f}')
             attrs['factor'] = f

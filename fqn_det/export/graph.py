@@ -33,8 +33,8 @@ class TensorQ:
     @property
     def max_abs_centered(self) -> int:
         """Largest ``|q - zero_point|``."""
-        zp = np.asarray(self.zero_point)
-        return int(max((zp - self.qmin).max(), (self.qmax - zp).max()))
+        from ..quant.integer_ops import max_abs_centered
+        return max_abs_centered(self.zero_point, self.qmin, self.qmax)
 
     def same_as(self, other: 'TensorQ') -> bool:
         return (self.scale, self.zero_point, self.qmin, self.qmax, self.axis) == \

@@ -78,8 +78,7 @@ def dequantized(y: Tensor, q) -> Tensor:
 
 
 def _max_abs_centered(q) -> int:
-    z = int(q.zero_point)
-    return max(z - q.scheme.quant_min, q.scheme.quant_max - z)
+    return iops.max_abs_centered(int(q.zero_point), q.scheme.quant_min, q.scheme.quant_max)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .builder import QBuilder, UnsupportedModuleError, clone_as
 from .dataflow import RUN, Builder
 from .qconv import QConv2d, QGroupNorm, shared_weight_quantization
-from .qheads import sigmoid_score_thr
+from .qheads import PerLevelForward, sigmoid_score_thr
 
 
 class QConvGroupNorm(nn.Module):
@@ -61,11 +61,12 @@ def fcos_bbox_outputs(head: FCOSHead, bbox_preds: Sequence[Tensor], training: bo
     return out
 
 
-class QFCOSHead(FCOSHead):
+class QFCOSHead(PerLevelForward, FCOSHead):
     """FCOSHead with per-level activation quantizers on its shared convs and GroupNorms."""
 
     #: children that only multiply dequantized head outputs (see ``check_fully_quantized``)
     OUTPUT_FACTORS = ('scales',)
+    OUTPUTS = ('cls_score', 'bbox_pred', 'centerness')
 
     @classmethod
     def from_float(cls, head: FCOSHead, qb: QBuilder, name: str) -> 'QFCOSHead':
@@ -94,18 +95,11 @@ class QFCOSHead(FCOSHead):
         return (b.conv(self.conv_cls, cls_feat, level), b.conv(self.conv_reg, reg_feat, level),
                 b.conv(self.conv_centerness, reg_feat if self.centerness_on_reg else cls_feat, level))
 
-    def walk(self, b: Builder, feats) -> Tuple[list, list, list]:
-        if len(feats) > self.num_levels:
-            raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
-                             f'but got {len(feats)} feature maps')
-        p = self.output_prefix
-        outs = ([], [], [])
-        for lvl, x in enumerate(feats):
-            c, r, ctr = self.walk_level(b, x, lvl)
-            outs[0].append(b.output(c, f'{p}cls_score.{lvl}', f'{p}cls_scores'))
-            outs[1].append(b.output(r, f'{p}bbox_pred.{lvl}', f'{p}bbox_preds', factor=self.scales[lvl].scale))
-            outs[2].append(b.output(ctr, f'{p}centerness.{lvl}', f'{p}centernesses'))
-        return outs
+    def output_names(self) -> Tuple[str, ...]:
+        return tuple(self.output_prefix + n for n in self.OUTPUTS)
+
+    def output_factor(self, i: int, level: int):
+        return self.scales[level].scale if i == 1 else None  # the box distances' learned Scale
 
     def forward(self, x: Tuple[Tensor]) -> tuple:
         with shared_weight_quantization(self):  # one weight quantization for all levels

@@ -18,26 +18,39 @@ from .dataflow import RUN, Builder
 from .qconv import shared_weight_quantization
 
 
-class _PerLevelForward:
+class PerLevelForward:
     """A head run on every FPN level with shared weights: ``walk`` visits each level.
 
     Subclasses provide ``walk_level(b, x, level)`` returning the level's
-    ``(cls_score, bbox_pred)`` and ``OUTPUTS``, the graph output names.
+    outputs, one per name of ``output_names()`` (``OUTPUTS`` by default): the
+    graph outputs ``<name>.<level>``, listed under the group ``<name>s``.
+    ``output_factor(i, level)`` may return a positive scalar multiplying the
+    i-th dequantized output of a level (FCOS's learned ``Scale``).
     """
 
-    OUTPUTS: Tuple[str, str] = ('cls_score', 'bbox_pred')
+    OUTPUTS: Tuple[str, ...] = ('cls_score', 'bbox_pred')
 
-    def walk(self, b: Builder, feats) -> Tuple[list, list]:
+    def output_names(self) -> Tuple[str, ...]:
+        return self.OUTPUTS
+
+    def output_factor(self, i: int, level: int):
+        return None
+
+    def walk(self, b: Builder, feats) -> Tuple[list, ...]:
         if len(feats) > self.num_levels:
             raise ValueError(f'{type(self).__name__} was quantized for {self.num_levels} levels '
                              f'but got {len(feats)} feature maps')
-        cls_name, reg_name = self.OUTPUTS
-        cls_scores, bbox_preds = [], []
+        names = self.output_names()
+        outs = tuple([] for _ in names)
         for lvl, x in enumerate(feats):
-            c, r = self.walk_level(b, x, lvl)
-            cls_scores.append(b.output(c, f'{cls_name}.{lvl}', f'{cls_name}s'))
-            bbox_preds.append(b.output(r, f'{reg_name}.{lvl}', f'{reg_name}s'))
-        return cls_scores, bbox_preds
+            level_outs = self.walk_level(b, x, lvl)
+            if len(level_outs) != len(names):
+                raise TypeError(f'{type(self).__name__}.walk_level returned {len(level_outs)} outputs for the '
+                                f'{len(names)} names {names}')
+            for i, (name, t) in enumerate(zip(names, level_outs)):
+                group = name + ('es' if name.endswith('s') else 's')
+                outs[i].append(b.output(t, f'{name}.{lvl}', group, factor=self.output_factor(i, lvl)))
+        return outs
 
     def forward(self, x: Tuple[Tensor]) -> tuple:
         with shared_weight_quantization(self):  # one weight quantization for all levels
@@ -54,7 +67,7 @@ def sigmoid_score_thr(head: nn.Module) -> Optional[float]:
     return float(thr) if getattr(head, 'use_sigmoid_cls', False) and thr is not None else None
 
 
-class QRetinaHead(_PerLevelForward, RetinaHead):
+class QRetinaHead(PerLevelForward, RetinaHead):
     """RetinaHead with per-level activation quantizers on shared convs."""
 
     @classmethod
@@ -79,7 +92,7 @@ class QRetinaHead(_PerLevelForward, RetinaHead):
         return b.conv(self.retina_cls, cls_feat, level), b.conv(self.retina_reg, reg_feat, level)
 
 
-class QRPNHead(_PerLevelForward, RPNHead):
+class QRPNHead(PerLevelForward, RPNHead):
     """RPNHead with per-level activation quantizers on shared convs."""
 
     OUTPUTS = ('rpn_cls_score', 'rpn_bbox_pred')

@@ -101,6 +101,12 @@ def integer_weight(w_quant, w: Tensor, b: Optional[Tensor], in_scale) -> Integer
     return IntegerWeight(levels, zw, s_w, bias_levels(bias, in_scale, s_w).long())
 
 
+def max_abs_centered(zero_point, qmin: int, qmax: int) -> int:
+    """Largest ``|q - zero_point|`` over the levels ``[qmin, qmax]`` (a zero-point per channel: the largest)."""
+    zp = np.asarray(zero_point, dtype=np.int64)
+    return int(max((zp - qmin).max(), (qmax - zp).max()))
+
+
 def accumulator_bound(w_centered: Tensor, in_max_abs: int, bias: Tensor) -> int:
     """The largest possible ``|acc|``: ``max_c(sum|w_c| * max|x| + |b_c|)``."""
     per_out = w_centered.abs().reshape(w_centered.shape[0], -1).sum(1)

@@ -40,6 +40,12 @@ def _agreement(pairs):
     return float((a == b).double().mean()), int((a - b).abs().max())
 
 
+def _exact(pairs):
+    """The fake-quantized model (eval: integer-exact) and the engine give the same integers, every one."""
+    same, worst = _agreement(pairs)
+    assert same == 1.0 and worst == 0, (same, worst)
+
+
 def _check_onnx(g, feeds, out):
     """Both ONNX files (opset 21, 4-bit weights in INT4 / UINT4; opset 17, 8-bit containers) == the engine."""
     for opset in (21, 17):
@@ -92,8 +98,7 @@ def test_retina_engine_matches_fake_quant_and_onnx(quant_cfg):
     for lvl in range(len(cls)):
         pairs.append((_ints(cls[lvl], head.retina_cls.out_quant[lvl]), out['_int'][f'cls_score.{lvl}']))
         pairs.append((_ints(reg[lvl], head.retina_reg.out_quant[lvl]), out['_int'][f'bbox_pred.{lvl}']))
-    same, worst = _agreement(pairs)
-    assert same >= 0.999 and worst <= 1, (same, worst)
+    _exact(pairs)
     _check_onnx(g, {'image': d['inputs']}, out)
 
 
@@ -121,17 +126,15 @@ def test_faster_rcnn_engine_matches_fake_quant_and_onnx(quant_cfg):
              for lvl in range(5)] + \
             [(_ints(rpn_reg[lvl], rpn.rpn_reg.out_quant[lvl]), out['_int'][f'rpn_bbox_pred.{lvl}'])
              for lvl in range(5)]
-    same, worst = _agreement(pairs)
-    assert same >= 0.999 and worst <= 1, (same, worst)
+    _exact(pairs)
     _check_onnx(graphs['features'], {'image': d['inputs']}, out)
     # RoI head on the same (integer) RoI features
     ext_q = det.roi_head.bbox_roi_extractor.out_quant
     roi_int = _ints(roi_feats, ext_q)
     rout = IntegerEngine(graphs['roi']).run({'roi_feats': roi_int})
     bh = det.roi_head.bbox_head
-    same, worst = _agreement([(_ints(cls, bh.fc_cls.out_quant[0]), rout['_int']['cls_score']),
-                              (_ints(reg, bh.fc_reg.out_quant[0]), rout['_int']['bbox_pred'])])
-    assert same >= 0.999 and worst <= 1, (same, worst)
+    _exact([(_ints(cls, bh.fc_cls.out_quant[0]), rout['_int']['cls_score']),
+            (_ints(reg, bh.fc_reg.out_quant[0]), rout['_int']['bbox_pred'])])
     _check_onnx(graphs['roi'], {'roi_feats': roi_int}, rout)
 
 
@@ -185,6 +188,5 @@ def test_box_heads_without_shared_fcs_export_and_match(head):
         cls, reg = det.roi_head.bbox_head(q(roi_feats))
     out = IntegerEngine(build_graphs(model)['roi']).run({'roi_feats': _ints(q(roi_feats), q)})
     bh = det.roi_head.bbox_head
-    same, worst = _agreement([(_ints(cls, bh.fc_cls.out_quant[0]), out['_int']['cls_score']),
-                              (_ints(reg, bh.fc_reg.out_quant[0]), out['_int']['bbox_pred'])])
-    assert same >= 0.999 and worst <= 1
+    _exact([(_ints(cls, bh.fc_cls.out_quant[0]), out['_int']['cls_score']),
+            (_ints(reg, bh.fc_reg.out_quant[0]), out['_int']['bbox_pred'])])

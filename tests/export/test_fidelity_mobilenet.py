@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from conftest import ROOT, batch, build_quantized, calibrate_on, tiny_model_cfg
-from export.test_fidelity import _agreement, _check_onnx, _ints
+from export.test_fidelity import _check_onnx, _exact, _ints
 from fqn_det.export.detectors import build_graphs
 from fqn_det.export.engine import IntegerEngine
 
@@ -59,8 +59,7 @@ def test_engine_matches_fake_quant_and_onnx(cfg):
     for lvl, (c, cs, r, rs) in enumerate(outs):
         pairs.append((_ints(cls[lvl], c.out_quant[cs]), out['_int'][f'cls_score.{lvl}']))
         pairs.append((_ints(reg[lvl], r.out_quant[rs]), out['_int'][f'bbox_pred.{lvl}']))
-    same, worst = _agreement(pairs)
-    assert same >= 0.999 and worst <= 1, (same, worst)
+    _exact(pairs)
     _check_onnx(g, {'image': d['inputs']}, out)
     # ReLU6 layers export with ranges that stop at 6
     bb = model.detector.backbone
