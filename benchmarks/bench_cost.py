@@ -9,6 +9,9 @@
   (median over repeats);
 * calibration of n=20 batches / 20 eval forwards of the FP detector on the same
   batches (data loading excluded from both);
+* 20 eval forwards of the calibrated W4A4 detector, integer-exact (what
+  validation and ``tools/test.py`` run) and in float fake quantization, / the
+  same 20 FP eval forwards;
 * peak memory of calibration vs 20 eval forwards: each in a fresh process
   (``ru_maxrss`` of that process, minus its resident size before the phase).
 
@@ -127,11 +130,15 @@ def main():
             os.environ[fused.ENV_SWITCH] = '0'
             q_torch_t.append(train_step_time(q, q_opt, data))
             os.environ[fused.ENV_SWITCH] = '1'
-    cal_t, ev_t = [], []
+    from fqn_det.nn.integer_eval import float_arithmetic
+    cal_t, ev_t, int_t, fq_t = [], [], [], []
     for _ in range(3):
         fp.eval()
         ev_t.append(forwards(fp, batches))
         cal_t.append(calibration(q, batches))
+        int_t.append(forwards(q, batches))  # eval mode, calibrated: the integer engine's arithmetic
+        with float_arithmetic():
+            fq_t.append(forwards(q, batches))
     mem = {}
     for phase in ('eval', 'calib', 'eval', 'calib'):
         out = subprocess.run([sys.executable, __file__, '--phase', phase, '--config', args.config,
@@ -155,6 +162,12 @@ def main():
     rows += [
         ('calibration (n=20) / 20 FP eval forwards', f'{statistics.median(cal_t):.2f} s / '
          f'{statistics.median(ev_t):.2f} s', f'{cal:.2f}x', '<= 2x', cal <= 2.0),
+        ('W4A4 eval forwards, integer-exact (validation, `tools/test.py`) / 20 FP eval forwards',
+         f'{statistics.median(int_t):.2f} s / {statistics.median(ev_t):.2f} s',
+         f'{statistics.median(int_t) / statistics.median(ev_t):.2f}x', '-', None),
+        ('W4A4 eval forwards, float fake quantization (`float_arithmetic()`) / 20 FP eval forwards',
+         f'{statistics.median(fq_t):.2f} s / {statistics.median(ev_t):.2f} s',
+         f'{statistics.median(fq_t) / statistics.median(ev_t):.2f}x', '-', None),
         ('peak memory above baseline: calibration / eval', f"{max(mem['calib']):.0f} MB / "
          f"{max(mem['eval']):.0f} MB", f'{mem_ratio:.2f}x', '-', None),
     ]

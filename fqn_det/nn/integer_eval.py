@@ -67,9 +67,19 @@ def _s(q):
     return q.scale.double().reshape(-1).cpu().numpy() if q.per_channel else float(q.scale)
 
 
+def centered(x: Tensor, q, dtype: torch.dtype = torch.int64) -> Tensor:
+    """``q - zero_point`` of ``x``, which is on ``q``'s grid (a dequantized value), as ``dtype``.
+
+    ``x / s`` is within ``|q - z| * 2^-22`` of an integer even in float32, so the
+    rounding is exact at every bit width here (at most 16 bits) without float64.
+    """
+    wide = dtype == torch.float64 or x.dtype == torch.float64
+    return torch.round((x.double() if wide else x.float()) / float(q.scale)).to(dtype)
+
+
 def levels(x: Tensor, q) -> Tensor:
     """int64 levels of ``x``, which is on ``q``'s grid (a dequantized value: the rounding is exact)."""
-    return torch.round(x.double() / float(q.scale)).long() + int(q.zero_point)
+    return centered(x, q) + int(q.zero_point)
 
 
 def dequantized(y: Tensor, q) -> Tensor:
@@ -96,9 +106,8 @@ def weighted(m: nn.Module, x: Tensor, site: int, w: Tensor, b: Optional[Tensor],
     iw = iops.integer_weight(m.w_quant, w, b, q_in.scale)
     wi, bias_q = iw.centered, iw.bias
     dtype = iops.kernel_dtype(iops.accumulator_bound(wi, _max_abs_centered(q_in), bias_q))
-    xi = levels(x, q_in) - int(q_in.zero_point)
-    acc = iops.accumulate(xi, wi.to(dtype), dtype, conv).round().long()
-    acc = acc + bias_q.reshape(1, -1, *([1] * (acc.dim() - 2)))
+    acc = iops.accumulate(centered(x, q_in, dtype), wi.to(dtype), dtype, conv).round_().long()
+    acc += bias_q.reshape(1, -1, *([1] * (acc.dim() - 2)))
     m0, shift = iops.weighted_multiplier(float(q_in.scale), iw.scale.cpu().numpy(), _s(q_out))
     z = _zp(q_out, acc.dim())
     lo = z if m.relu else q_out.scheme.quant_min
@@ -125,7 +134,7 @@ def add(m: nn.Module, a: Tensor, b: Tensor, site: int) -> Tensor:
     mb, sb = iops.rescale_multiplier(float(qb.scale), so)
     z = int(q_out.zero_point)
     lo = z if m.relu else q_out.scheme.quant_min
-    y = iops.integer_add(levels(a, qa) - int(qa.zero_point), levels(b, qb) - int(qb.zero_point), ma, sa, mb, sb,
+    y = iops.integer_add(centered(a, qa), centered(b, qb), ma, sa, mb, sb,
                          z, lo, q_out.scheme.quant_max)
     return dequantized(y, q_out)
 
@@ -134,7 +143,7 @@ def add(m: nn.Module, a: Tensor, b: Tensor, site: int) -> Tensor:
 def moved(m: nn.Module, x: Tensor, site: int, op) -> Tensor:
     """``op`` (max-pool, nearest upsampling: it moves integers) on the levels, then onto the output grid."""
     q_in, q_out = m.in_quants[site], m.out_quant[site]
-    y = op(levels(x, q_in).double()).long()
+    y = op(centered(x, q_in, torch.float32)).long() + int(q_in.zero_point)  # the op commutes with the shift
     return dequantized(_moved(y, q_in, q_out), q_out)
 
 
@@ -143,9 +152,8 @@ def avgpool(m: nn.Module, x: Tensor, site: int) -> Tensor:
     """The sum of the window's centred levels, requantized by ``s_in / (k*k * s_out)``."""
     q_in, q_out = m.in_quants[site], m.out_quant[site]
     kh, kw = m.kernel_size
-    xi = levels(x, q_in) - int(q_in.zero_point)
     dtype = iops.kernel_dtype(kh * kw * _max_abs_centered(q_in))
-    acc = torch.nn.functional.avg_pool2d(xi.to(dtype), m.kernel_size, m.kernel_size, divisor_override=1)
+    acc = torch.nn.functional.avg_pool2d(centered(x, q_in, dtype), m.kernel_size, m.kernel_size, divisor_override=1)
     m0, shift = iops.avgpool_multiplier(float(q_in.scale), kh * kw, m.channels, float(q_out.scale))
     z = int(q_out.zero_point)
     y = iops.requantize_output(acc.round().long(), torch.from_numpy(m0), torch.from_numpy(shift), z,
@@ -161,6 +169,6 @@ def group_norm(m: nn.Module, x: Tensor, site: int) -> Tensor:
     p = iops.group_norm_params(g.num_groups, g.weight, g.bias, g.num_channels, g.eps, float(q_in.scale),
                                float(q_out.scale))
     z = int(q_out.zero_point)
-    y = iops.group_norm(levels(x, q_in) - int(q_in.zero_point), p, _max_abs_centered(q_in), z,
+    y = iops.group_norm(centered(x, q_in), p, _max_abs_centered(q_in), z,
                         z if m.relu else q_out.scheme.quant_min, q_out.scheme.quant_max)
     return dequantized(y, q_out)

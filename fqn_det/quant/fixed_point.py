@@ -47,12 +47,21 @@ def multiplier_value(m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def rounding_rshift(x: Tensor, n: Tensor) -> Tensor:
-    """``round(x / 2^n)`` with ties away from zero, for int64 ``x`` and ``n >= 0``."""
+    """``round(x / 2^n)`` with ties away from zero, for int64 ``x`` and ``n >= 0``.
+
+    With ``h = 2^(n-1)`` that is ``(x + h) >> n`` for ``x >= 0`` and
+    ``(x + h - 1) >> n`` for ``x < 0`` (``>>`` the arithmetic, flooring shift):
+    ``-floor((-x + h) / 2^n) = floor((x + h - 1) / 2^n)``. ``n = 0`` returns ``x``.
+    """
     n = n.clamp(max=62)
-    half = torch.where(n > 0, torch.bitwise_left_shift(torch.ones_like(n), (n - 1).clamp(min=0)),
-                       torch.zeros_like(n))
-    mag = torch.bitwise_right_shift(x.abs() + half, n)
-    return torch.where(x < 0, -mag, mag)
+    pos = n > 0
+    half = torch.where(pos, torch.bitwise_left_shift(torch.ones_like(n), (n - 1).clamp(min=0)), torch.zeros_like(n))
+    minus_one_if_negative = torch.bitwise_right_shift(x, 63)  # -1 for x < 0, else 0
+    if not bool(pos.all()):
+        minus_one_if_negative = minus_one_if_negative * pos  # n = 0: nothing to round
+    y = x + half
+    y += minus_one_if_negative
+    return y.bitwise_right_shift_(n)
 
 
 def requantize(acc: Tensor, m0: Tensor, shift: Tensor, axis: int | None = None) -> Tensor:
@@ -70,8 +79,10 @@ def requantize(acc: Tensor, m0: Tensor, shift: Tensor, axis: int | None = None) 
         shape = [1] * acc.dim()
         shape[axis] = -1
         m0, shift = m0.reshape(shape), shift.reshape(shape)
-    if int(acc.abs().max()) >= 2 ** 31 if acc.numel() else False:
-        raise OverflowError('accumulator exceeds int32')
+    if acc.numel():
+        lo, hi = torch.aminmax(acc)
+        if int(hi) >= 2 ** 31 or int(lo) <= -2 ** 31:
+            raise OverflowError('accumulator exceeds int32')
     return rounding_rshift(acc * m0, 31 + shift)
 
 

@@ -43,13 +43,22 @@ def quantize_input(x: Tensor, scale, zero_point, qmin: int, qmax: int) -> Tensor
 
 
 def dequantize(q: Tensor, scale, zero_point, axis: Optional[int] = None) -> Tensor:
-    """float32 ``(q - z) * s`` of int64 levels (per tensor, or per channel along ``axis``)."""
+    """float32 ``(q - z) * s`` of int64 levels (per tensor, or per channel along ``axis``), correctly rounded.
+
+    When every scale is a float32 number (an activation quantizer's buffer) and
+    ``|q - z| < 2^24``, the float32 product is the correctly rounded exact one, so
+    it is computed in float32; other scales (e.g. with FCOS's ``Scale`` folded
+    in) go through float64.
+    """
     s = torch.as_tensor(scale, dtype=torch.float64, device=q.device)
     z = torch.as_tensor(zero_point, dtype=torch.int64, device=q.device)
     if axis is not None and s.numel() > 1:
         shape = [1] * q.dim()
         shape[axis] = -1
         s, z = s.reshape(shape), z.reshape(shape)
+    s32 = s.float()
+    if torch.equal(s32.double(), s):
+        return (q - z).float().mul_(s32)
     return ((q - z).double() * s).float()
 
 
@@ -136,9 +145,12 @@ def accumulate(x_centered: Tensor, w: Tensor, dtype: torch.dtype, conv: Optional
 def requantize_output(acc: Tensor, m0: Tensor, shift: Tensor, zero_point: Tensor, lo, hi: int) -> Tensor:
     """``clamp(z + requant(acc, M), lo, hi)`` per output channel (axis 1); ``z``/``lo`` broadcast to ``acc``."""
     d = acc.device
-    y = torch.as_tensor(zero_point, device=d) + requantize(acc, torch.as_tensor(m0, device=d),
-                                                          torch.as_tensor(shift, device=d), axis=1)
-    return torch.maximum(y, torch.as_tensor(lo, device=d)).clamp_(max=hi)
+    y = requantize(acc, torch.as_tensor(m0, device=d), torch.as_tensor(shift, device=d), axis=1)
+    z, lo = torch.as_tensor(zero_point, device=d), torch.as_tensor(lo, device=d)
+    y.add_(z)  # a new tensor from requantize; z broadcasts to it
+    if lo.numel() == 1:
+        return y.clamp_(int(lo), hi)
+    return torch.maximum(y, lo).clamp_(max=hi)
 
 
 def integer_add(a_centered: Tensor, b_centered: Tensor, m0_a, shift_a, m0_b, shift_b, zero_point: int,

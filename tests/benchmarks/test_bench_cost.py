@@ -19,6 +19,8 @@ def test_bench_cost_writes_all_rows(tmp_path):
     for row in ('| QAT iteration / FP iteration |',
                 '| QAT iteration on PyTorch ops only (`FQN_DET_FUSED=0`) / FP iteration |',
                 '| calibration (n=20) / 20 FP eval forwards |',
+                '| W4A4 eval forwards, integer-exact (validation, `tools/test.py`) / 20 FP eval forwards |',
+                '| W4A4 eval forwards, float fake quantization (`float_arithmetic()`) / 20 FP eval forwards |',
                 '| peak memory above baseline: calibration / eval |'):
         assert row in text
     # each measured row carries a ratio; the two targeted rows say met or not

@@ -44,6 +44,20 @@ def test_rounding_ties_away_from_zero_and_per_channel():
     assert out.tolist() == [[[50, 50], [50, 50]]]
 
 
+def test_rounding_rshift_is_exact_for_every_sign_and_shift():
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(np.concatenate([rng.integers(-2 ** 61, 2 ** 61, 3000), np.arange(-40, 41)]))
+    for n in (0, 1, 2, 7, 31, 45, 62):
+        got = rounding_rshift(x, torch.tensor(n)).tolist()
+        assert got == [_exact(int(v), 1, n - 31) for v in x.tolist()], n
+    # per-channel shifts, some zero (nothing to round), broadcast over a larger x
+    xs = x[:3000].reshape(3, 1000, 1)
+    n = torch.tensor([0, 5, 33]).reshape(3, 1, 1)
+    got = rounding_rshift(xs, n)
+    for c in range(3):
+        assert got[c].flatten().tolist() == [_exact(int(v), 1, int(n[c]) - 31) for v in xs[c].flatten().tolist()]
+
+
 def test_requantize_rejects_bad_accumulators():
     m0, s = quantize_multiplier(0.5)
     with pytest.raises(TypeError):
