@@ -53,6 +53,7 @@ def test_coco_config_with_overrides(name, head, thr, data, tmp_path):
             'train_dataloader.batch_size=2', f'val_evaluator.ann_file={data}/annotations/instances_val.json',
             f'test_evaluator.ann_file={data}/annotations/instances_val.json',
             f'train_dataloader.dataset.pipeline.2.scale=({IMG},{IMG})',
+            f'val_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
             f'test_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})']
     for split, ann, img in (('train', 'instances_train', 'train/'), ('val', 'instances_val', 'val/'),
                             ('test', 'instances_val', 'val/')):
