@@ -41,9 +41,14 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--repeats', type=int, default=10, help='timed iterations of each kind')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--memory-repeats', type=int, default=2,
+                   help='fresh processes per memory phase (calibration, eval); the largest peak is kept')
     p.add_argument('--out', help='write the results markdown here')
     p.add_argument('--phase', choices=['calib', 'eval'], help=argparse.SUPPRESS)  # memory child process
-    return p.parse_args()
+    args = p.parse_args()
+    if args.repeats < 1 or args.memory_repeats < 1:
+        p.error('--repeats and --memory-repeats must be at least 1')
+    return args
 
 
 def setup(args):
@@ -140,7 +145,7 @@ def main():
         with float_arithmetic():
             fq_t.append(forwards(q, batches))
     mem = {}
-    for phase in ('eval', 'calib', 'eval', 'calib'):
+    for phase in ('eval', 'calib') * args.memory_repeats:
         out = subprocess.run([sys.executable, __file__, '--phase', phase, '--config', args.config,
                               '--img-size', str(args.img_size),
                               '--batch-size', str(args.batch_size), '--threads', str(args.threads)],

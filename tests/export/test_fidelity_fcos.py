@@ -75,7 +75,7 @@ def test_fcos_fake_quant_engine_and_onnx_agree_exactly(kind, trained):
                 (name, i)
     # the dequantized box output carries the level's learned Scale
     t = g.tensors[next(n for n in g.nodes if n.outputs[0] == f'{p}bbox_pred.0').inputs[0]]
-    s0 = float(head.scales[0].scale)
+    s0 = float(head.scales[0].scale.detach())
     torch.testing.assert_close(out[f'{p}bbox_pred.0'].double(),
                                (out['_int'][f'{p}bbox_pred.0'] - t.zero_point).double() * t.scale * s0)
     for requant in ('exact', 'fast'):
