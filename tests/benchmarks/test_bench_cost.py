@@ -11,8 +11,8 @@ def test_bench_cost_writes_all_rows(tmp_path):
     # any W4A4 config; this one with per-channel outputs
     cfg = 'configs/fqn/retinanet_r18-tiny_fpn_fqn-w4a4-floor-pc_2e_synthetic.py'
     subprocess.run([sys.executable, 'benchmarks/bench_cost.py', '--img-size', '64', '--batch-size', '2',
-                    '--repeats', '2', '--memory-repeats', '1', '--threads', '1', '--config', cfg, '--out', str(out)], cwd=ROOT, check=True,
-                   capture_output=True, text=True, timeout=600)
+                    '--repeats', '2', '--memory-repeats', '1', '--threads', '1', '--config', cfg, '--out', str(out)],
+                   cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
     text = out.read_text()
     assert f'FQN W4A4 (`{cfg}`)' in text
     assert 'fused CPU kernels (`fqn_det/quant/fused.py`): built and used' in text
