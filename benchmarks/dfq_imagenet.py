@@ -46,11 +46,9 @@ def add_args(p) -> None:
 
 
 def _flags() -> str:
-    try:
-        flags = next(line for line in open('/proc/cpuinfo') if line.startswith('flags')).split()
-    except (OSError, StopIteration):
-        return 'unknown'
-    return ', '.join(f'{f}: {"yes" if f in flags else "no"}' for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'))
+    from fqn_det.utils.machine import VECTOR_FLAGS, cpu_model_and_flags
+    present = cpu_model_and_flags()[1]
+    return ', '.join(f'{name}: {"yes" if name in present else "no"}' for _, name in VECTOR_FLAGS)
 
 
 def run(args) -> None:

@@ -14,16 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cpu_flags() -> dict:
     """AVX2 / AVX-512 / VNNI flags of this CPU, read from /proc/cpuinfo."""
-    flags = set()
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('flags'):
-                flags = set(line.split(':', 1)[1].split())
-                break
-    except OSError:
-        pass
-    return dict(avx2='avx2' in flags, avx512f='avx512f' in flags,
-                vnni=bool({'avx512_vnni', 'avx_vnni'} & flags))
+    from fqn_det.utils.machine import cpu_model_and_flags
+    flags = set(cpu_model_and_flags()[1])
+    return dict(avx2='AVX2' in flags, avx512f='AVX512F' in flags, vnni=bool({'AVX512-VNNI', 'AVX-VNNI'} & flags))
 
 
 def build_calibrated(config: str, variant: str, size: int, tiny: bool = False):

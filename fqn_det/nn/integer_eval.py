@@ -77,11 +77,6 @@ def centered(x: Tensor, q, dtype: torch.dtype = torch.int64) -> Tensor:
     return torch.round((x.double() if wide else x.float()) / float(q.scale)).to(dtype)
 
 
-def levels(x: Tensor, q) -> Tensor:
-    """int64 levels of ``x``, which is on ``q``'s grid (a dequantized value: the rounding is exact)."""
-    return centered(x, q) + int(q.zero_point)
-
-
 def dequantized(y: Tensor, q) -> Tensor:
     return iops.dequantize(y, _s(q), q.zero_point.long().reshape(-1).cpu() if q.per_channel else int(q.zero_point),
                            q.axis)
