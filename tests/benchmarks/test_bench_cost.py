@@ -25,3 +25,9 @@ def test_bench_cost_writes_all_rows(tmp_path):
         assert row in text
     # each measured row carries a ratio; the two targeted rows say met or not
     assert text.count('x | <= ') == 2 and text.count('| yes |') + text.count('| no |') == 2
+
+
+def test_bench_cost_refuses_zero_repeats():
+    res = subprocess.run([sys.executable, 'benchmarks/bench_cost.py', '--memory-repeats', '0'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and '--repeats and --memory-repeats must be at least 1' in res.stderr
